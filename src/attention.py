@@ -1,0 +1,112 @@
+"""
+The two self-attention modules a Block can use.
+
+CausalSelfAttention is multi-head key-query-value attention (handout equation 3);
+SynthesizerAttention replaces the query-key dot products with scores computed from each
+position alone (handout equation 5). Both run through PyTorch's fused
+scaled_dot_product_attention, and both can decode with a cache of past positions
+(`layer_cache`, a dict that the model keeps per layer).
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class CausalSelfAttention(nn.Module):
+    """Y_i = softmax(mask((X Q_i)(X K_i)^T / sqrt(d/h))) (X V_i); Y = [Y_1; ...; Y_h] A."""
+
+    def __init__(self, config):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0
+        self.key = nn.Linear(config.n_embd, config.n_embd)
+        self.query = nn.Linear(config.n_embd, config.n_embd)
+        self.value = nn.Linear(config.n_embd, config.n_embd)
+        self.proj = nn.Linear(config.n_embd, config.n_embd)
+        self.attn_pdrop = config.attn_pdrop
+        self.resid_drop = nn.Dropout(config.resid_pdrop)
+        self.register_buffer("mask", causal_mask(config.block_size))
+        self.n_head = config.n_head
+
+    def forward(self, x, layer_cache=None):
+        q = split_heads(self.query(x), self.n_head)
+        k = cached(layer_cache, "k", split_heads(self.key(x), self.n_head))
+        v = cached(layer_cache, "v", split_heads(self.value(x), self.n_head))
+        y = causal_attention(q, k, v, self.mask, self.attn_pdrop if self.training else 0.0)
+        return self.resid_drop(self.proj(merge_heads(y)))
+
+
+class SynthesizerAttention(nn.Module):
+    """
+    Y_i = softmax(mask(ReLU(X A_i + b1) B_i + b2)) (X V_i), with A_i, b1 head i's slice of w1,
+    B_i = w2[:, :T] and b2 = b2[:T]: the score of key position j depends on j only through
+    column j of w2, never on the content at j.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0
+        self.w1 = nn.Linear(config.n_embd, config.n_embd)
+        self.w2 = nn.Parameter(torch.zeros(config.n_embd // config.n_head, config.block_size - 1))
+        self.b2 = nn.Parameter(torch.zeros(config.block_size - 1))
+        self.value = nn.Linear(config.n_embd, config.n_embd)
+        self.proj = nn.Linear(config.n_embd, config.n_embd)
+        self.attn_pdrop = config.attn_pdrop
+        self.resid_drop = nn.Dropout(config.resid_pdrop)
+        self.register_buffer("mask", causal_mask(config.block_size))
+        self.n_head = config.n_head
+        nn.init.uniform_(self.w2, -0.001, 0.001)
+
+    def forward(self, x, layer_cache=None):
+        hidden = split_heads(F.relu(self.w1(x)), self.n_head)                 # B, h, T, d/h
+        v = cached(layer_cache, "v", split_heads(self.value(x), self.n_head))  # B, h, S, d/h
+        S = v.size(2)
+        # Fold the bias into the product so the fused kernel computes exactly the scores above:
+        # [hidden, 1] . [w2[:, j], b2[j]] = hidden . w2[:, j] + b2[j]. Zero columns pad the head
+        # size to a multiple of 8, which the fused kernels want, and add nothing.
+        width = hidden.size(-1) + 1
+        pad = -width % 8
+        ones = hidden.new_ones(hidden.shape[:-1] + (1,))
+        q = F.pad(torch.cat([hidden, ones], dim=-1), (0, pad))
+        k = F.pad(torch.cat([self.w2[:, :S].t(), self.b2[:S, None]], dim=-1), (0, pad))
+        k = k.to(q.dtype).expand(q.size(0), q.size(1), S, width + pad)
+        y = causal_attention(q, k, v, self.mask, self.attn_pdrop if self.training else 0.0, scale=1.0)
+        return self.resid_drop(self.proj(merge_heads(y)))
+
+
+def causal_attention(q, k, v, mask, dropout_p, scale=None):
+    """
+    softmax(q k^T * scale, causally masked) v with dropout on the weights. The T queries are
+    the last T of the S positions, so with a cache (T < S) each query sees the keys up to its
+    own position; without one (T == S) this is plain causal attention.
+    """
+    T, S = q.size(-2), k.size(-2)
+    if T == S:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
+    visible = mask[0, 0, S - T:S, :S].bool()
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, dropout_p=dropout_p, scale=scale)
+
+
+def causal_mask(block_size):
+    """The lower-triangular ones of the original code, 1 x 1 x block_size x block_size."""
+    return torch.tril(torch.ones(block_size, block_size)).view(1, 1, block_size, block_size)
+
+
+def split_heads(x, n_head):
+    B, T, C = x.shape
+    return x.view(B, T, n_head, C // n_head).transpose(1, 2)
+
+
+def merge_heads(y):
+    B, h, T, hs = y.shape
+    return y.transpose(1, 2).reshape(B, T, h * hs)
+
+
+def cached(layer_cache, name, new):
+    """Append the new positions' tensor to what the cache holds under name; return all of it."""
+    if layer_cache is None:
+        return new
+    if name in layer_cache:
+        new = torch.cat([layer_cache[name], new], dim=2)
+    layer_cache[name] = new
+    return new

@@ -1,0 +1,120 @@
+"""
+The two datasets of the assignment, and the character vocabulary they share.
+
+CharCorruptionDataset turns each Wikipedia biography into a span-corruption example for
+pretraining; NameDataset turns "Where was NAME born?<TAB>PLACE" lines into finetuning
+examples in which only the answer carries loss. Run `python src/dataset.py namedata` or
+`python src/dataset.py charcorruption` to see a few decoded examples.
+"""
+
+import argparse
+import random
+
+import torch
+from torch.utils.data import Dataset
+
+PAD_CHAR = "\u25A1"   # □, id 0: fills every example up to block_size and never carries loss
+MASK_CHAR = "\u2047"  # ⁇, id 1: marks where a span was cut out, and brackets every answer
+
+
+class CharCorruptionDataset(Dataset):
+    """
+    One example per document (line) of the pretraining text. The vocabulary is built here,
+    from the whole text, and every other dataset borrows it.
+    """
+
+    def __init__(self, data, block_size):
+        for reserved, name in ((PAD_CHAR, "PAD"), (MASK_CHAR, "MASK")):
+            if reserved in data:
+                line = data[:data.index(reserved)].count("\n") + 1
+                raise ValueError(f"the pretraining text contains the reserved {name} character "
+                                 f"{reserved!r} (U+{ord(reserved):04X}) on line {line}; remove it and run again")
+        if int(block_size * 7 / 8) + 2 > block_size:
+            # the longest truncated document plus its two MASKs must fit in one block
+            raise ValueError(f"block_size must be at least 9 for span corruption, got {block_size}")
+        chars = sorted(set(data))
+        self.itos = [PAD_CHAR, MASK_CHAR] + chars
+        self.stoi = {ch: i for i, ch in enumerate(self.itos)}
+        self.PAD_CHAR, self.MASK_CHAR = PAD_CHAR, MASK_CHAR
+        self.block_size = block_size
+        self.vocab_size = len(self.itos)
+        self.data = data.split("\n")
+        print(f"data has {len(data)} characters, {self.vocab_size} unique.")
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, idx):
+        document = self.data[idx]
+        truncated = document[:random.randint(4, int(self.block_size * 7 / 8))]
+        masked_length = random_masked_length(len(truncated))
+        start = random.randint(0, len(truncated) - masked_length)
+        prefix = truncated[:start]
+        masked_content = truncated[start:start + masked_length]
+        suffix = truncated[start + masked_length:]
+        masked_string = prefix + MASK_CHAR + suffix + MASK_CHAR + masked_content
+        masked_string += PAD_CHAR * (self.block_size - len(masked_string))
+        return encode(self.stoi, masked_string[:-1]), encode(self.stoi, masked_string[1:])
+
+
+def random_masked_length(length):
+    """
+    Uniform on 1 .. 2q-1 with q = round(length / 4), so the mean is q: a quarter of the
+    text on average, and anything from a single character to about half of it.
+    """
+    quarter = max(1, round(length / 4))
+    return min(length, random.randint(1, 2 * quarter - 1))
+
+
+class NameDataset(Dataset):
+    """
+    Finetuning examples `QUESTION⁇PLACE⁇□□…`. The targets are PAD over the question, so the
+    loss only asks the model to produce ⁇PLACE⁇ after the question mark.
+    """
+
+    def __init__(self, pretraining_dataset, data):
+        self.PAD_CHAR, self.MASK_CHAR = PAD_CHAR, MASK_CHAR
+        self.stoi = pretraining_dataset.stoi
+        self.itos = pretraining_dataset.itos
+        self.block_size = pretraining_dataset.block_size
+        # the original drops non-ASCII characters (accents in names and places) before training
+        ascii_text = data.encode("utf-8").decode("ascii", errors="ignore")
+        self.data = [line for line in ascii_text.split("\n") if line]
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, idx):
+        question, place = self.data[idx].split("\t")
+        s = question + MASK_CHAR + place + MASK_CHAR
+        s += PAD_CHAR * (self.block_size - len(s))
+        x = s[:-1]
+        y = PAD_CHAR * (len(question) - 1) + s[len(question):]
+        return encode(self.stoi, x), encode(self.stoi, y)
+
+
+def encode(stoi, text):
+    return torch.tensor([stoi[ch] for ch in text], dtype=torch.long)
+
+
+def decode(itos, ids):
+    return "".join(itos[int(i)] for i in ids)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Print four decoded examples of a dataset.")
+    parser.add_argument("dataset_type", choices=["namedata", "charcorruption"],
+                        help="namedata: birth_places_train.tsv; charcorruption: wiki.txt")
+    args = parser.parse_args()
+    corruption_dataset = CharCorruptionDataset(open("wiki.txt", encoding="utf-8").read(), 128)
+    if args.dataset_type == "namedata":
+        dataset = NameDataset(corruption_dataset, open("birth_places_train.tsv", encoding="utf-8").read())
+    else:
+        dataset = corruption_dataset
+    for _, (x, y) in zip(range(4), dataset):
+        print("x:", decode(dataset.itos, x))
+        print("y:", decode(dataset.itos, y))
+
+
+if __name__ == "__main__":
+    main()
