@@ -61,6 +61,9 @@ class SynthesizerAttention(nn.Module):
         hidden = split_heads(F.relu(self.w1(x)), self.n_head)                 # B, h, T, d/h
         v = cached(layer_cache, "v", split_heads(self.value(x), self.n_head))  # B, h, S, d/h
         S = v.size(2)
+        if S > self.w2.size(1):
+            raise ValueError(f"the synthesizer attends over at most block_size - 1 = {self.w2.size(1)} positions "
+                             f"(w2 has one column per position), got {S}")
         # Fold the bias into the product so the fused kernel computes exactly the scores above:
         # [hidden, 1] . [w2[:, j], b2[j]] = hidden . w2[:, j] + b2[j]. Zero columns pad the head
         # size to a multiple of 8, which the fused kernels want, and add nothing.

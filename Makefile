@@ -1,0 +1,27 @@
+# Set-up and the two things a newcomer runs. Every target makes the virtual environment
+# and fetches the data first, so each works on a fresh clone:
+#   make run    the handout's whole command sequence, ending in the accuracy table
+#   make test   the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA := wiki.txt birth_places_train.tsv birth_dev.tsv birth_test_inputs.tsv
+
+.PHONY: run test setup data
+
+run: setup
+	$(BIN)/python handout.py
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+setup: $(VENV)/installed data
+
+# pytest is only for the tests; the code itself needs requirements.txt alone
+$(VENV)/installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.txt pytest
+	touch $@
+
+data:
+	$(BIN)/python get_data.py

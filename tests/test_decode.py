@@ -1,0 +1,79 @@
+"""Batched, cached greedy decoding against the plain decoder, and the helpers in utils.py."""
+
+import pytest
+import torch
+
+from model import GPT, GPTConfig, KVCache
+from utils import evaluate_places, greedy_decode, sample, set_seed
+
+
+def trained_like_model(variant, seed=0):
+    """A small random model whose logits are far from uniform, so greedy choices are clear."""
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(40, 48, variant=variant, n_layer=2, n_head=4, n_embd=64)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.15)
+    return model
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "synthesizer"])
+def test_cached_logits_equal_full_forward_logits(variant):
+    model = trained_like_model(variant)
+    idx = torch.randint(0, 40, (3, 30))
+    with torch.no_grad():
+        full, _ = model(idx)
+        cache = KVCache(len(model.blocks))
+        pieces = [model(idx[:, :12], cache=cache)[0]] + [model(idx[:, t:t + 1], cache=cache)[0]
+                                                        for t in range(12, 30)]
+    assert cache.length == 30
+    assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "synthesizer"])
+def test_greedy_decode_gives_the_same_completions_as_sample(variant):
+    model = trained_like_model(variant)
+    generator = torch.Generator().manual_seed(1)
+    lengths = [3, 7, 7, 12, 3, 20, 7, 37]
+    if variant == "vanilla":
+        lengths.append(41)  # 41 + 10 > 48: that one goes through sample(), which crops the context
+    prompts = [torch.randint(0, 40, (n,), generator=generator) for n in lengths]
+    got = greedy_decode(model, prompts, 10)
+    for prompt, completion in zip(prompts, got):
+        want = sample(model, prompt[None], 10, sample=False)[0]
+        assert torch.equal(completion, want)
+    assert len({tuple(c[-10:].tolist()) for c in got}) > 3  # the prompts really differ in outcome
+
+
+def test_synthesizer_refuses_more_positions_than_w2_has_columns():
+    model = trained_like_model("synthesizer")
+    with pytest.raises(ValueError, match="at most block_size - 1 = 47 positions"):
+        model(torch.zeros(1, 48, dtype=torch.long))
+
+
+def test_sample_crops_context_to_the_block_and_samples_with_top_k():
+    model = trained_like_model("vanilla")
+    x = torch.randint(0, 40, (2, 45))
+    out = sample(model, x, 8, sample=False)
+    assert out.shape == (2, 53) and torch.equal(out[:, :45], x)
+    set_seed(3)
+    drawn = sample(model, x, 30, sample=True, top_k=1)
+    assert torch.equal(drawn, sample(model, x, 30, sample=False))  # top_k=1 sampling is greedy
+    set_seed(3)
+    a = sample(model, x, 30, sample=True, temperature=5.0)
+    set_seed(3)
+    b = sample(model, x, 30, sample=True, temperature=5.0)
+    assert torch.equal(a, b) and not torch.equal(a, drawn)
+
+
+def test_evaluate_places_counts_exact_matches(tmp_path):
+    gold = tmp_path / "gold.tsv"
+    gold.write_text("Where was A born?\tLondon\nWhere was B born?\tParis \nWhere was C born?\tRome\n")
+    assert evaluate_places(gold, ["London", "Paris", "rome"]) == (3.0, 2.0)
+    assert isinstance(evaluate_places(gold, ["x", "y", "z"])[0], float)
+    questions = tmp_path / "questions.tsv"
+    questions.write_text("Where was A born?\nWhere was B born?\n")
+    assert evaluate_places(questions, ["London", "Paris"]) == (0, 0)
+    with pytest.raises(ValueError, match="3 lines but there are 2 predictions"):
+        evaluate_places(gold, ["London", "Paris"])
