@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 PAD_CHAR = "\u25A1"   # □, id 0: fills every example up to block_size and never carries loss
 MASK_CHAR = "\u2047"  # ⁇, id 1: marks where a span was cut out, and brackets every answer
+PAD_ID, MASK_ID = 0, 1
 
 
 class CharCorruptionDataset(Dataset):
@@ -39,6 +40,7 @@ class CharCorruptionDataset(Dataset):
         self.block_size = block_size
         self.vocab_size = len(self.itos)
         self.data = data.split("\n")
+        self.documents, self.lengths = encode_document_starts(self.data, self.stoi, int(block_size * 7 / 8))
         print(f"data has {len(data)} characters, {self.vocab_size} unique.")
 
     def __len__(self):
@@ -55,6 +57,55 @@ class CharCorruptionDataset(Dataset):
         masked_string = prefix + MASK_CHAR + suffix + MASK_CHAR + masked_content
         masked_string += PAD_CHAR * (self.block_size - len(masked_string))
         return encode(self.stoi, masked_string[:-1]), encode(self.stoi, masked_string[1:])
+
+
+    def __getitems__(self, indices):
+        """
+        A whole batch at once, as the data loader asks for it: the same distributions as
+        __getitem__, drawn with torch's generator in a few tensor operations instead of one
+        Python string at a time.
+        """
+        indices = torch.as_tensor(indices)
+        x, y = corrupt_batch(self.documents[indices], self.lengths[indices], self.block_size)
+        return list(zip(x, y))
+
+
+def encode_document_starts(documents, stoi, width):
+    """Each document's first `width` characters as ids (PAD after a shorter one), and their lengths."""
+    encoded = torch.zeros(len(documents), width, dtype=torch.long)
+    lengths = torch.zeros(len(documents), dtype=torch.long)
+    for row, document in enumerate(documents):
+        start = document[:width]
+        encoded[row, :len(start)] = torch.tensor([stoi[ch] for ch in start], dtype=torch.long)
+        lengths[row] = len(start)
+    return encoded, lengths
+
+
+def corrupt_batch(documents, lengths, block_size):
+    """
+    Span corruption of a batch: documents is B x W ids (the start of each document), lengths
+    their lengths. Follows __getitem__ step by step: truncate, draw the masked length and
+    where it starts, then lay out prefix ⁇ suffix ⁇ masked □□… by computing, for every output
+    position, which document character (or MASK, or PAD) goes there.
+    """
+    B = len(lengths)
+    truncated = torch.minimum(lengths, torch.randint(4, int(block_size * 7 / 8) + 1, (B,)))
+    quarter = torch.clamp(torch.round(truncated / 4), min=1).long()
+    masked = torch.minimum(truncated, 1 + (torch.rand(B) * (2 * quarter - 1)).long())
+    start = (torch.rand(B) * (truncated - masked + 1)).long()
+    suffix = truncated - start - masked
+    start, masked, suffix = start[:, None], masked[:, None], suffix[:, None]
+    position = torch.arange(block_size)[None, :]
+    in_prefix = position < start
+    in_suffix = (position > start) & (position <= start + suffix)
+    masked_from = start + suffix + 2  # where the masked content goes, after the second MASK
+    in_masked = (position >= masked_from) & (position < masked_from + masked)
+    source = torch.where(in_prefix, position, torch.where(in_suffix, position - 1 + masked,
+                                                          start + position - masked_from))
+    characters = documents.gather(1, source.clamp(0, documents.size(1) - 1))
+    out = torch.where(in_prefix | in_suffix | in_masked, characters, PAD_ID)
+    out[(position == start) | (position == start + suffix + 1)] = MASK_ID
+    return out[:, :-1], out[:, 1:]
 
 
 def random_masked_length(length):

@@ -17,6 +17,7 @@ import sys
 
 import torch
 
+import distributed
 from dataset import MASK_CHAR, CharCorruptionDataset, NameDataset, decode
 from model import GPT, GPTConfig
 from trainer import Trainer, TrainerConfig, resolve_device
@@ -55,6 +56,7 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model for training")
     args = parser.parse_args(argv)
     required = {
         "pretrain": ["writing_params_path"],
@@ -99,14 +101,15 @@ def save_params(model, path):
     torch.save({name: tensor.cpu() for name, tensor in model.state_dict().items()}, path)
 
 
-def train(args, model, dataset, pretrain_dataset, hyperparameters):
+def train(args, model, dataset, pretrain_dataset, hyperparameters, device):
     overrides = {name: getattr(args, name) for name in ("max_epochs", "batch_size", "learning_rate")
                  if getattr(args, name) is not None}
     config = TrainerConfig(**{**hyperparameters, **overrides}, lr_decay=True, warmup_tokens=WARMUP_TOKENS,
                            final_tokens=final_tokens(pretrain_dataset), num_workers=args.num_workers,
-                           device=args.device, precision=args.precision)
+                           device=device, precision=args.precision, compile=args.compile)
     Trainer(model, dataset, None, config).train()
-    save_params(model, args.writing_params_path)
+    if distributed.is_main_process():
+        save_params(model, args.writing_params_path)
 
 
 def evaluate(args, model, pretrain_dataset):
@@ -135,24 +138,26 @@ def evaluate(args, model, pretrain_dataset):
 def main(argv=None):
     args = parse_args(argv)
     set_seed(args.seed)
-    device = resolve_device(args.device)
+    device = distributed.start(resolve_device(args.device))
     pretrain_dataset = CharCorruptionDataset(read_text(args.pretrain_corpus_path), BLOCK_SIZE)
     config = GPTConfig(pretrain_dataset.vocab_size, pretrain_dataset.block_size, variant=args.variant)
     model = GPT(config).to(device)
     print(f"number of parameters: {sum(p.numel() for p in model.parameters()):,}")
 
     if args.function == "pretrain":
-        train(args, model, pretrain_dataset, pretrain_dataset, HYPERPARAMETERS["pretrain"])
+        train(args, model, pretrain_dataset, pretrain_dataset, HYPERPARAMETERS["pretrain"], device)
     elif args.function == "finetune":
         finetune_dataset = NameDataset(pretrain_dataset, read_text(args.finetune_corpus_path))
         if args.reading_params_path is not None:
             load_params(model, args.reading_params_path, device)
-            train(args, model, finetune_dataset, pretrain_dataset, HYPERPARAMETERS["finetune from pretrained"])
+            train(args, model, finetune_dataset, pretrain_dataset, HYPERPARAMETERS["finetune from pretrained"],
+                  device)
         else:
-            train(args, model, finetune_dataset, pretrain_dataset, HYPERPARAMETERS["finetune"])
-    else:
+            train(args, model, finetune_dataset, pretrain_dataset, HYPERPARAMETERS["finetune"], device)
+    elif distributed.is_main_process():  # evaluation is quick: one process does it
         load_params(model, args.reading_params_path, device)
         evaluate(args, model, pretrain_dataset)
+    distributed.finish()
 
 
 if __name__ == "__main__":

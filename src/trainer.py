@@ -2,18 +2,23 @@
 The training loop: AdamW with the original's weight-decay groups, gradient clipping, and
 a learning rate that warms up linearly and then follows a cosine, counted in tokens.
 
-It walks the training set in order, as the original did. Two things make it faster
-without changing what it computes: each batch is cut after its last position with a
-non-PAD target (attention is causal and PAD carries no loss, so the loss and gradients are
-the same), and on CUDA the matrix work runs in bf16 under autocast, weights and optimizer
-state staying in fp32.
+It walks the training set in order, as the original did. What makes it faster leaves the
+function alone: each batch is cut after its last position with a non-PAD target (attention
+is causal and PAD carries no loss, so the loss and gradients are the same); on CUDA the
+matrix work runs in bf16 under autocast, weights and optimizer state staying in fp32, and
+AdamW is the fused kernel; torch.compile is there for long runs. Under torchrun it trains
+data-parallel over the same global batches (see distributed.py).
 """
 
 import math
 
 import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+import distributed
 
 
 class TrainerConfig:
@@ -30,6 +35,7 @@ class TrainerConfig:
     num_workers = 0
     device = "auto"     # auto: CUDA when present, else CPU
     precision = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "fp32", "bf16"
+    compile = False     # torch.compile the model for training: pays on long runs (see BENCHMARKS.md)
 
     def __init__(self, **kwargs):
         for key, value in kwargs.items():
@@ -92,6 +98,12 @@ class Trainer:
         self.dtype = autocast_dtype(config.precision, self.device)
         self.tokens = 0  # target positions seen, PAD included: drives the learning rate
         self.model.to(self.device)
+        self.rank, self.world_size = distributed.world()
+        self.forward = model
+        if self.world_size > 1:
+            self.forward = DistributedDataParallel(model, device_ids=[self.device] if self.device != "cpu" else None)
+        if config.compile:
+            self.forward = torch.compile(self.forward, dynamic=True)
 
     def loader(self, dataset):
         return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False,
@@ -99,19 +111,28 @@ class Trainer:
                           pin_memory=self.device.startswith("cuda"))
 
     def loss(self, x, y):
-        x, y = trim_padding(x, y)
+        """
+        The mean cross-entropy over the batch's non-PAD targets; under DDP, this process's
+        share of it, so that the gradients DDP averages are those of the whole batch.
+        """
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
+        if self.world_size > 1:
+            x, y, scale = distributed.share_of_batch(x, y)
+        else:
+            scale = 1 / (y != 0).sum().clamp(min=1)
+        x, y = trim_padding(x, y)
         with torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=self.dtype is not None):
-            _, loss = self.model(x, y)
-        return loss
+            logits, _ = self.forward(x)
+        losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=0, reduction="sum")
+        return losses * scale
 
     def train(self):
         model, config = self.model, self.config
         optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate,
-                                      betas=config.betas)
+                                      betas=config.betas, fused=self.device.startswith("cuda"))
         train_loader = self.loader(self.train_dataset)
-        progress = tqdm(total=config.max_epochs * len(train_loader), dynamic_ncols=True)
+        progress = tqdm(total=config.max_epochs * len(train_loader), dynamic_ncols=True, disable=self.rank != 0)
         for epoch in range(config.max_epochs):
             model.train()
             for step, (x, y) in enumerate(train_loader):
@@ -124,12 +145,14 @@ class Trainer:
                 lr = learning_rate_at(self.tokens, config)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
+                if self.world_size > 1:
+                    loss = distributed.mean_over_processes(loss)
                 progress.set_description(f"epoch {epoch + 1} iter {step}: train loss {loss.item():.5f}. lr {lr:e}",
                                          refresh=False)
                 progress.update()
             if self.test_dataset is not None:
                 progress.write(f"epoch {epoch + 1}: test loss {self.test_loss():.5f}")
-            if config.ckpt_path is not None:
+            if config.ckpt_path is not None and self.rank == 0:
                 torch.save(model.state_dict(), config.ckpt_path)
         progress.close()
 

@@ -1,0 +1,58 @@
+"""
+Data parallelism for `torchrun --nproc_per_node=N src/run.py ...`: every process trains on
+its share of the rows of the same global batch, DistributedDataParallel averages the
+gradients, and each process's loss is scaled so that the average is exactly the gradient of
+the single-process loss (the mean over the global batch's non-PAD targets). Without
+torchrun (no WORLD_SIZE in the environment) none of this does anything.
+"""
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def world():
+    """(rank, world size): (0, 1) when not started by torchrun."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def is_main_process():
+    return world()[0] == 0
+
+
+def start(device):
+    """Join the process group when started by torchrun; returns the device this process uses."""
+    rank, world_size = world()
+    if world_size == 1 or dist.is_initialized():
+        return device
+    if device.startswith("cuda"):
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return device
+
+
+def finish():
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def share_of_batch(x, y):
+    """
+    This process's rows of the global batch, and the factor that turns the sum of their
+    losses into its share of the global mean (DDP averages over processes, hence the world
+    size on top). Rank 0's batch is sent to all, so every process slices the same batch
+    whatever its own random draws were.
+    """
+    rank, world_size = world()
+    dist.broadcast(x, src=0)
+    dist.broadcast(y, src=0)
+    scale = world_size / (y != 0).sum().clamp(min=1)
+    return torch.tensor_split(x, world_size)[rank], torch.tensor_split(y, world_size)[rank], scale
+
+
+def mean_over_processes(value):
+    value = value.detach().clone()
+    dist.all_reduce(value)
+    return value / world()[1]

@@ -1,0 +1,33 @@
+"""
+One training step of a tiny model on a fixed batch, for tests/test_distributed.py: run with
+plain python for the single-process step, or under torchrun for the DDP step. Rank 0 saves
+the params to the path given.
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+import distributed  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
+from trainer import Trainer, TrainerConfig  # noqa: E402
+
+out_path, variant = sys.argv[1], sys.argv[2]
+generator = torch.Generator().manual_seed(0)
+x = torch.randint(2, 50, (7, 31), generator=generator)
+y = torch.randint(2, 50, (7, 31), generator=generator)
+for row, length in enumerate([5, 31, 12, 3, 20, 8, 17]):  # ragged, so the processes' shares differ
+    y[row, length:] = 0
+torch.manual_seed(0)
+model = GPT(GPTConfig(50, 32, variant=variant, n_layer=2, n_head=2, n_embd=16,
+                      embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0))
+distributed.start("cpu")
+config = TrainerConfig(max_epochs=1, batch_size=7, learning_rate=1e-2, lr_decay=True, warmup_tokens=10,
+                       final_tokens=1000, device="cpu")
+Trainer(model, TensorDataset(x, y), None, config).train()
+if distributed.is_main_process():
+    torch.save(model.state_dict(), out_path)
+distributed.finish()
