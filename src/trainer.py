@@ -127,24 +127,33 @@ class Trainer:
         losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=0, reduction="sum")
         return losses * scale
 
+    def optimizer(self):
+        return torch.optim.AdamW(parameter_groups(self.model, self.config.weight_decay),
+                                 lr=self.config.learning_rate, betas=self.config.betas,
+                                 fused=self.device.startswith("cuda"))
+
+    def step(self, optimizer, x, y):
+        """One update on the batch (x, y); returns its loss and the learning rate for the next."""
+        loss = self.loss(x, y)
+        self.model.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_norm_clip)
+        optimizer.step()
+        self.tokens += y.numel()
+        lr = learning_rate_at(self.tokens, self.config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return loss, lr
+
     def train(self):
         model, config = self.model, self.config
-        optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate,
-                                      betas=config.betas, fused=self.device.startswith("cuda"))
+        optimizer = self.optimizer()
         train_loader = self.loader(self.train_dataset)
         progress = tqdm(total=config.max_epochs * len(train_loader), dynamic_ncols=True, disable=self.rank != 0)
         for epoch in range(config.max_epochs):
             model.train()
             for step, (x, y) in enumerate(train_loader):
-                loss = self.loss(x, y)
-                model.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_norm_clip)
-                optimizer.step()
-                self.tokens += y.numel()
-                lr = learning_rate_at(self.tokens, config)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                loss, lr = self.step(optimizer, x, y)
                 if self.world_size > 1:
                     loss = distributed.mean_over_processes(loss)
                 progress.set_description(f"epoch {epoch + 1} iter {step}: train loss {loss.item():.5f}. lr {lr:e}",
