@@ -25,6 +25,8 @@ class CharCorruptionDataset(Dataset):
     """
 
     def __init__(self, data, block_size):
+        if not data.strip():
+            raise ValueError("the pretraining text is empty; give a text with one document per line")
         for reserved, name in ((PAD_CHAR, "PAD"), (MASK_CHAR, "MASK")):
             if reserved in data:
                 line = data[:data.index(reserved)].count("\n") + 1
@@ -130,7 +132,11 @@ class NameDataset(Dataset):
         self.block_size = pretraining_dataset.block_size
         # the original drops non-ASCII characters (accents in names and places) before training
         ascii_text = data.encode("utf-8").decode("ascii", errors="ignore")
-        self.data = [line for line in ascii_text.split("\n") if line]
+        self.data = []
+        for number, line in enumerate(ascii_text.split("\n"), start=1):
+            if line:
+                check_name_line(line, number, self.stoi, self.block_size)
+                self.data.append(line)
 
     def __len__(self):
         return len(self.data)
@@ -142,6 +148,23 @@ class NameDataset(Dataset):
         x = s[:-1]
         y = PAD_CHAR * (len(question) - 1) + s[len(question):]
         return encode(self.stoi, x), encode(self.stoi, y)
+
+
+def check_name_line(line, number, stoi, block_size):
+    """Refuse, with its line number, a line that would make a broken or silently wrong example."""
+    fields = line.split("\t")
+    if len(fields) != 2:
+        raise ValueError(f"line {number} has {len(fields) - 1} tabs; each line must be QUESTION<TAB>PLACE")
+    question, place = fields
+    if not place.strip():
+        raise ValueError(f"line {number} has an empty place after the tab")
+    unknown = sorted(set(ch for ch in line.replace("\t", "") if ch not in stoi))
+    if unknown:
+        raise ValueError(f"line {number}: {' '.join(map(repr, unknown))} not in the vocabulary of the "
+                         f"pretraining corpus; remove or replace it")
+    if len(question) + len(place) + 2 > block_size:
+        raise ValueError(f"line {number} makes an example of {len(question) + len(place) + 2} characters "
+                         f"(question, place and two {MASK_CHAR}); the block holds {block_size}")
 
 
 def encode(stoi, text):

@@ -14,13 +14,15 @@ override them for quick or exploratory runs.
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
 import distributed
 from dataset import MASK_CHAR, CharCorruptionDataset, NameDataset, decode
 from model import GPT, GPTConfig
-from trainer import Trainer, TrainerConfig, resolve_device
+from safe_io import InputError, atomic_output, check_writable, did_you_mean, read_text
+from trainer import Trainer, TrainerConfig, TrainingStopped, resolve_device
 from utils import evaluate_places, greedy_decode, set_seed
 
 BLOCK_SIZE = 128
@@ -57,6 +59,10 @@ def parse_args(argv=None):
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="auto: bf16 autocast on CUDA, fp32 on CPU")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model for training")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted pretrain or finetune from WRITING_PARAMS_PATH.checkpoint")
+    parser.add_argument("--checkpoint_every", type=float, default=120,
+                        help="seconds between checkpoints, written at the end of an epoch (default 120)")
     args = parser.parse_args(argv)
     required = {
         "pretrain": ["writing_params_path"],
@@ -69,11 +75,6 @@ def parse_args(argv=None):
     return args
 
 
-def read_text(path):
-    with open(path, encoding="utf-8") as f:
-        return f.read()
-
-
 def params_variant(state_dict):
     """Which attention a params file was trained with, from its parameter names."""
     if any(name.endswith("attn.w1.weight") for name in state_dict):
@@ -84,21 +85,29 @@ def params_variant(state_dict):
 
 
 def load_params(model, path, device):
-    state_dict = torch.load(path, map_location=device, weights_only=True)
+    try:
+        state_dict = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"params file {path} does not exist{did_you_mean(path)}") from None
+    except Exception as error:
+        raise InputError(f"{path} is not a params file ({type(error).__name__} while loading it)") from None
     found = params_variant(state_dict) if isinstance(state_dict, dict) else None
     if found is None:
-        sys.exit(f"error: {path} is not a params file of this model (no attention weights in it)")
+        raise InputError(f"{path} is not a params file of this model (no attention weights in it)")
     if found != model.variant:
-        sys.exit(f"error: {path} holds {found} params, but the command asks for {model.variant}: "
-                 f"run with {found}, or read a {model.variant} params file")
+        raise InputError(f"{path} holds {found} params, but the command asks for {model.variant}: "
+                         f"run with {found}, or read a {model.variant} params file")
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
-        sys.exit(f"error: {path} does not fit a {model.variant} model of this size: {error}")
+        first_problem = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+        raise InputError(f"{path} does not fit a {model.variant} model of this size "
+                         f"(n_layer 4, n_head 8, n_embd 256, block 128, this vocabulary): {first_problem}") from None
 
 
 def save_params(model, path):
-    torch.save({name: tensor.cpu() for name, tensor in model.state_dict().items()}, path)
+    with atomic_output(path, "wb") as f:
+        torch.save({name: tensor.cpu() for name, tensor in model.state_dict().items()}, f)
 
 
 def train(args, model, dataset, pretrain_dataset, hyperparameters, device):
@@ -106,27 +115,42 @@ def train(args, model, dataset, pretrain_dataset, hyperparameters, device):
                  if getattr(args, name) is not None}
     config = TrainerConfig(**{**hyperparameters, **overrides}, lr_decay=True, warmup_tokens=WARMUP_TOKENS,
                            final_tokens=final_tokens(pretrain_dataset), num_workers=args.num_workers,
-                           device=device, precision=args.precision, compile=args.compile)
+                           device=device, precision=args.precision, compile=args.compile,
+                           metrics_path=f"{args.writing_params_path}.metrics.jsonl",
+                           checkpoint_path=f"{args.writing_params_path}.checkpoint",
+                           checkpoint_every=args.checkpoint_every, resume=args.resume)
     Trainer(model, dataset, None, config).train()
     if distributed.is_main_process():
         save_params(model, args.writing_params_path)
+        Path(config.checkpoint_path).unlink(missing_ok=True)  # the params are the product now
 
 
-def evaluate(args, model, pretrain_dataset):
-    stoi = pretrain_dataset.stoi
-    with open(args.eval_corpus_path, encoding="utf-8") as f:
-        questions = [line.rstrip("\r\n").split("\t")[0] for line in f]
-    prompts = []
+def read_questions(path, stoi):
+    """The question of each line (text before the tab, line end removed), checked against the vocabulary."""
+    text = read_text(path, "evaluation file")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    questions = [line.rstrip("\r").split("\t")[0] for line in lines]
     for number, question in enumerate(questions, start=1):
         unknown = sorted(set(ch for ch in question if ch not in stoi))
         if unknown:
-            sys.exit(f"error: {args.eval_corpus_path} line {number} has characters that are not in the "
-                     f"vocabulary of {args.pretrain_corpus_path}: {' '.join(map(repr, unknown))}")
-        prompts.append(torch.tensor([stoi[ch] for ch in question + MASK_CHAR], dtype=torch.long))
+            raise InputError(f"{path} line {number}: {' '.join(map(repr, unknown))} not in the vocabulary of the "
+                             f"pretraining corpus; remove or replace it")
+        if len(question) + 1 >= BLOCK_SIZE:
+            raise InputError(f"{path} line {number}: the question is {len(question)} characters, too long for "
+                             f"the block of {BLOCK_SIZE}")
+    return questions
+
+
+def evaluate(args, model, pretrain_dataset):
+    questions = read_questions(args.eval_corpus_path, pretrain_dataset.stoi)
     device = next(model.parameters()).device
-    completions = greedy_decode(model, [p.to(device) for p in prompts], DECODE_STEPS)
+    prompts = [torch.tensor([pretrain_dataset.stoi[ch] for ch in question + MASK_CHAR], device=device)
+               for question in questions]
+    completions = greedy_decode(model, prompts, DECODE_STEPS)
     predictions = [decode(pretrain_dataset.itos, c).split(MASK_CHAR)[1] for c in completions]
-    with open(args.outputs_path, "w", encoding="utf-8") as f:
+    with atomic_output(args.outputs_path) as f:
         f.writelines(prediction + "\n" for prediction in predictions)
     total, correct = evaluate_places(args.eval_corpus_path, predictions)
     if total > 0:
@@ -135,11 +159,23 @@ def evaluate(args, model, pretrain_dataset):
         print(f"Predictions written to {args.outputs_path}; no targets provided")
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def dataset_from(path, what, make):
+    """Build a dataset from a file, reporting a problem in its text as an InputError naming the file."""
+    text = read_text(path, what)
+    try:
+        return make(text)
+    except ValueError as error:
+        raise InputError(f"{what} {path}: {error}") from None
+
+
+def run(args):
+    for path, what in [(args.writing_params_path, "--writing_params_path"), (args.outputs_path, "--outputs_path")]:
+        if path is not None:
+            check_writable(path, what)
     set_seed(args.seed)
     device = distributed.start(resolve_device(args.device))
-    pretrain_dataset = CharCorruptionDataset(read_text(args.pretrain_corpus_path), BLOCK_SIZE)
+    pretrain_dataset = dataset_from(args.pretrain_corpus_path, "pretraining corpus",
+                                    lambda text: CharCorruptionDataset(text, BLOCK_SIZE))
     config = GPTConfig(pretrain_dataset.vocab_size, pretrain_dataset.block_size, variant=args.variant)
     model = GPT(config).to(device)
     print(f"number of parameters: {sum(p.numel() for p in model.parameters()):,}")
@@ -147,7 +183,8 @@ def main(argv=None):
     if args.function == "pretrain":
         train(args, model, pretrain_dataset, pretrain_dataset, HYPERPARAMETERS["pretrain"], device)
     elif args.function == "finetune":
-        finetune_dataset = NameDataset(pretrain_dataset, read_text(args.finetune_corpus_path))
+        finetune_dataset = dataset_from(args.finetune_corpus_path, "finetuning corpus",
+                                        lambda text: NameDataset(pretrain_dataset, text))
         if args.reading_params_path is not None:
             load_params(model, args.reading_params_path, device)
             train(args, model, finetune_dataset, pretrain_dataset, HYPERPARAMETERS["finetune from pretrained"],
@@ -158,6 +195,18 @@ def main(argv=None):
         load_params(model, args.reading_params_path, device)
         evaluate(args, model, pretrain_dataset)
     distributed.finish()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        run(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except TrainingStopped as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        sys.exit(stop.exit_status)
 
 
 if __name__ == "__main__":

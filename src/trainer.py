@@ -10,7 +10,11 @@ AdamW is the fused kernel; torch.compile is there for long runs. Under torchrun 
 data-parallel over the same global batches (see distributed.py).
 """
 
+import json
 import math
+import signal
+import time
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +22,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+import checkpoint
 import distributed
+from safe_io import atomic_output
 
 
 class TrainerConfig:
@@ -36,6 +42,10 @@ class TrainerConfig:
     device = "auto"     # auto: CUDA when present, else CPU
     precision = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "fp32", "bf16"
     compile = False     # torch.compile the model for training: pays on long runs (see BENCHMARKS.md)
+    metrics_path = None     # JSON lines, one per step: step, epoch, loss, lr, positions, wall_time
+    checkpoint_path = None  # where the resumable state goes (see checkpoint.py)
+    checkpoint_every = 120  # seconds between checkpoint writes, at the end of an epoch
+    resume = False          # continue from checkpoint_path
 
     def __init__(self, **kwargs):
         for key, value in kwargs.items():
@@ -99,6 +109,8 @@ class Trainer:
         self.tokens = 0  # target positions seen, PAD included: drives the learning rate
         self.model.to(self.device)
         self.rank, self.world_size = distributed.world()
+        # the data's random draws get a generator of their own, so a checkpoint can restore it
+        self.data_generator = torch.Generator().manual_seed(int(torch.randint(2 ** 62, ())))
         self.forward = model
         if self.world_size > 1:
             self.forward = DistributedDataParallel(model, device_ids=[self.device] if self.device != "cpu" else None)
@@ -107,8 +119,8 @@ class Trainer:
 
     def loader(self, dataset):
         return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False,
-                          num_workers=self.config.num_workers, persistent_workers=self.config.num_workers > 0,
-                          pin_memory=self.device.startswith("cuda"))
+                          num_workers=self.config.num_workers, pin_memory=self.device.startswith("cuda"),
+                          generator=self.data_generator)
 
     def loss(self, x, y):
         """
@@ -133,7 +145,8 @@ class Trainer:
                                  fused=self.device.startswith("cuda"))
 
     def step(self, optimizer, x, y):
-        """One update on the batch (x, y); returns its loss and the learning rate for the next."""
+        """One update on the batch (x, y); returns its loss and the learning rate it used."""
+        lr_used = self.learning_rate(optimizer)
         loss = self.loss(x, y)
         self.model.zero_grad(set_to_none=True)
         loss.backward()
@@ -143,30 +156,115 @@ class Trainer:
         lr = learning_rate_at(self.tokens, self.config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        return loss, lr
+        return loss, lr_used
 
     def train(self):
+        """Train for config.max_epochs; raises TrainingStopped when interrupted or diverged."""
         model, config = self.model, self.config
         optimizer = self.optimizer()
         train_loader = self.loader(self.train_dataset)
-        progress = tqdm(total=config.max_epochs * len(train_loader), dynamic_ncols=True, disable=self.rank != 0)
-        for epoch in range(config.max_epochs):
-            model.train()
-            for step, (x, y) in enumerate(train_loader):
-                loss, lr = self.step(optimizer, x, y)
-                if self.world_size > 1:
-                    loss = distributed.mean_over_processes(loss)
-                progress.set_description(f"epoch {epoch + 1} iter {step}: train loss {loss.item():.5f}. lr {lr:e}",
-                                         refresh=False)
-                progress.update()
-            if self.test_dataset is not None:
-                progress.write(f"epoch {epoch + 1}: test loss {self.test_loss():.5f}")
-            if config.ckpt_path is not None and self.rank == 0:
-                torch.save(model.state_dict(), config.ckpt_path)
+        metrics, start_epoch = [], 0
+        if config.resume:
+            state = checkpoint.load(config.checkpoint_path)
+            checkpoint.restore(state, model, optimizer, self.data_generator)
+            metrics, start_epoch, self.tokens = state["metrics"], state["epoch"], state["tokens"]
+        saved = checkpoint.capture(model, optimizer, self.data_generator, start_epoch, self.tokens, metrics)
+        last_write = time.time()
+        clock = time.time() - (metrics[-1]["wall_time"] if metrics else 0.0)
+        progress = tqdm(total=config.max_epochs * len(train_loader), initial=start_epoch * len(train_loader),
+                        dynamic_ncols=True, disable=self.rank != 0)
+        with stop_signals() as stop_requested:
+            for epoch in range(start_epoch, config.max_epochs):
+                model.train()
+                for step, (x, y) in enumerate(train_loader):
+                    started = time.time()
+                    loss, lr_used = self.step(optimizer, x, y)
+                    if self.world_size > 1:
+                        loss = distributed.mean_over_processes(loss)
+                    loss = loss.item()
+                    if not math.isfinite(loss):
+                        self.keep(saved, metrics)
+                        raise TrainingStopped(f"the loss became {loss} at epoch {epoch + 1}, step {step}: stopped. "
+                                              f"{self.resume_hint(saved)}; a lower --learning_rate may help", 1)
+                    metrics.append({"step": len(metrics) + 1, "epoch": epoch + 1, "loss": loss, "lr": lr_used,
+                                    "positions": self.tokens, "wall_time": time.time() - clock})
+                    progress.set_description(f"epoch {epoch + 1} iter {step}: train loss {loss:.5f}. "
+                                             f"lr {self.learning_rate(optimizer):e}", refresh=False)
+                    progress.set_postfix_str(f"{y.numel() / (time.time() - started):.0f} pos/s", refresh=False)
+                    progress.update()
+                    if stop_requested():
+                        self.keep(saved, metrics)
+                        raise TrainingStopped(f"interrupted at epoch {epoch + 1}, step {step}. "
+                                              f"{self.resume_hint(saved)}", 130)
+                if self.test_dataset is not None:
+                    progress.write(f"epoch {epoch + 1}: test loss {self.test_loss():.5f}")
+                saved = checkpoint.capture(model, optimizer, self.data_generator, epoch + 1, self.tokens, metrics)
+                if time.time() - last_write >= config.checkpoint_every and epoch + 1 < config.max_epochs:
+                    self.keep(saved, metrics)
+                    last_write = time.time()
+                if config.ckpt_path is not None and self.rank == 0:
+                    with atomic_output(config.ckpt_path, "wb") as f:
+                        torch.save(model.state_dict(), f)
         progress.close()
+        self.write_metrics(metrics)
+        return metrics
+
+    def keep(self, saved, metrics):
+        """Write the last epoch-start state to disk, and the metrics up to it."""
+        if self.config.checkpoint_path is not None and self.rank == 0:
+            checkpoint.save(saved, self.config.checkpoint_path)
+        self.write_metrics(metrics[:len(saved["metrics"])])
+
+    def write_metrics(self, metrics):
+        if self.config.metrics_path is not None and self.rank == 0:
+            with atomic_output(self.config.metrics_path) as f:
+                f.writelines(json.dumps(record) + "\n" for record in metrics)
+
+    def resume_hint(self, saved):
+        if self.config.checkpoint_path is None:
+            return "No checkpoint was kept (no checkpoint path)"
+        return (f"The state at the start of epoch {saved['epoch'] + 1} is in {self.config.checkpoint_path}: "
+                f"run the same command with --resume to continue from there")
+
+    @staticmethod
+    def learning_rate(optimizer):
+        return optimizer.param_groups[0]["lr"]
 
     @torch.no_grad()
     def test_loss(self):
         self.model.eval()
         losses = [self.loss(x, y).item() for x, y in self.loader(self.test_dataset)]
         return sum(losses) / len(losses)
+
+
+class TrainingStopped(Exception):
+    """Training ended early (interrupted, or a loss that is not finite); exit_status for the shell."""
+
+    def __init__(self, message, exit_status):
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+@contextmanager
+def stop_signals():
+    """
+    Ctrl-C and SIGTERM ask the loop to stop after the current step, so that it can keep a
+    checkpoint; a second Ctrl-C stops at once. Yields a function that says if one came.
+    """
+    requested = []
+
+    def request(signum, frame):
+        if requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requested.append(signum)
+
+    try:
+        previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals cannot be caught here, nothing to restore
+        yield lambda: False
+        return
+    try:
+        yield lambda: bool(requested)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
