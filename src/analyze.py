@@ -289,7 +289,7 @@ def continuation_log_probs(model, sequences, starts, batch_size=64):
         for row, i in enumerate(chunk):
             positions = torch.arange(starts[i], len(sequences[i]))
             totals[i] = log_probs[row, positions - 1, sequences[i][positions]].sum().item()
-    for i in sorted(set(range(len(sequences))) - set(fitting)):
+    for i in (i for i, sequence in enumerate(sequences) if len(sequence) - 1 > block_size):
         sequence = sequences[i].to(device)
         total = 0.0
         for t in range(starts[i], len(sequence)):

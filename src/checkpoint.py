@@ -16,9 +16,10 @@ import torch
 from safe_io import InputError, atomic_output
 
 
-def capture(model, optimizer, data_generator, epoch, tokens, metrics):
+def capture(model, optimizer, data_generator, epoch, tokens, metrics, settings):
     """A copy of the training state at the start of `epoch` (0-based), safe from later steps."""
     return {
+        "settings": settings,
         "epoch": epoch,
         "tokens": tokens,
         "model": {name: tensor.detach().clone() for name, tensor in model.state_dict().items()},
@@ -34,7 +35,12 @@ def capture(model, optimizer, data_generator, epoch, tokens, metrics):
     }
 
 
-def restore(state, model, optimizer, data_generator):
+def restore(state, model, optimizer, data_generator, settings, path):
+    if state["settings"] != settings:
+        differences = ", ".join(f"{key} {state['settings'].get(key)} there, {value} here"
+                                for key, value in settings.items() if state["settings"].get(key) != value)
+        raise InputError(f"{path} was made by a run with other settings ({differences}); "
+                         f"resume with the same flags, or delete it to start afresh")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     generators = state["random"]

@@ -60,7 +60,14 @@ def atomic_output(path, mode="w"):
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it private; outputs are not
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -166,9 +166,10 @@ class Trainer:
         metrics, start_epoch = [], 0
         if config.resume:
             state = checkpoint.load(config.checkpoint_path)
-            checkpoint.restore(state, model, optimizer, self.data_generator)
+            checkpoint.restore(state, model, optimizer, self.data_generator, self.settings(), config.checkpoint_path)
             metrics, start_epoch, self.tokens = state["metrics"], state["epoch"], state["tokens"]
-        saved = checkpoint.capture(model, optimizer, self.data_generator, start_epoch, self.tokens, metrics)
+        saved = checkpoint.capture(model, optimizer, self.data_generator, start_epoch, self.tokens, metrics,
+                                    self.settings())
         last_write = time.time()
         clock = time.time() - (metrics[-1]["wall_time"] if metrics else 0.0)
         progress = tqdm(total=config.max_epochs * len(train_loader), initial=start_epoch * len(train_loader),
@@ -194,11 +195,13 @@ class Trainer:
                     progress.update()
                     if stop_requested():
                         self.keep(saved, metrics)
-                        raise TrainingStopped(f"interrupted at epoch {epoch + 1}, step {step}. "
-                                              f"{self.resume_hint(saved)}", 130)
+                        raise TrainingStopped(f"{signal.Signals(stop_requested()).name} at epoch {epoch + 1}, "
+                                              f"step {step}: stopped. {self.resume_hint(saved)}",
+                                              128 + stop_requested())
                 if self.test_dataset is not None:
                     progress.write(f"epoch {epoch + 1}: test loss {self.test_loss():.5f}")
-                saved = checkpoint.capture(model, optimizer, self.data_generator, epoch + 1, self.tokens, metrics)
+                saved = checkpoint.capture(model, optimizer, self.data_generator, epoch + 1, self.tokens, metrics,
+                                            self.settings())
                 if time.time() - last_write >= config.checkpoint_every and epoch + 1 < config.max_epochs:
                     self.keep(saved, metrics)
                     last_write = time.time()
@@ -208,6 +211,11 @@ class Trainer:
         progress.close()
         self.write_metrics(metrics)
         return metrics
+
+    def settings(self):
+        """What a checkpoint must share with the run that resumes it."""
+        names = ["max_epochs", "batch_size", "learning_rate", "lr_decay", "warmup_tokens", "final_tokens"]
+        return {**{name: getattr(self.config, name) for name in names}, "examples": len(self.train_dataset)}
 
     def keep(self, saved, metrics):
         """Write the last epoch-start state to disk, and the metrics up to it."""
@@ -249,7 +257,8 @@ class TrainingStopped(Exception):
 def stop_signals():
     """
     Ctrl-C and SIGTERM ask the loop to stop after the current step, so that it can keep a
-    checkpoint; a second Ctrl-C stops at once. Yields a function that says if one came.
+    checkpoint; a second Ctrl-C stops at once. Yields a function that returns the signal
+    that came, or 0.
     """
     requested = []
 
@@ -261,10 +270,10 @@ def stop_signals():
     try:
         previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: signals cannot be caught here, nothing to restore
-        yield lambda: False
+        yield lambda: 0
         return
     try:
-        yield lambda: bool(requested)
+        yield lambda: requested[0] if requested else 0
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

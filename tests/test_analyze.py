@@ -174,7 +174,7 @@ def test_kinds_of_answers_and_examples_on_hand_made_people():
     assert (copied["name"], copied["gold"], copied["prediction"], copied["confidence"], copied["copied_from"]) == (
         "Bob Ray", "Derby", "Rome", 0.2, ["Ed Ray"])
     assert [e["name"] for e in hand_made_report(n_examples=1)["examples"]["made_up"]] == ["Dan Ford"]
-    text = analyze.format_report({**report}, "dev.predictions", "dev.tsv")
+    text = analyze.format_report(report, "dev.predictions", "dev.tsv")
     assert "Bob Ray: gold 'Derby', predicted 'Rome' (like Ed Ray), confidence 0.2" in text
     assert 'baseline: always "Paris", the most frequent finetuning answer' in text
 
