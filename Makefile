@@ -17,10 +17,11 @@ test: setup
 
 setup: $(VENV)/installed data
 
-# pytest is only for the tests; the code itself needs requirements.txt alone
+# beyond requirements.txt: pytest for the tests, matplotlib for the figures (optional: the
+# rest of the code runs without it, and its tests are skipped where it is missing)
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -r requirements.txt pytest
+	$(BIN)/python -m pip install -q -r requirements.txt pytest matplotlib
 	touch $@
 
 data:

@@ -1,22 +1,27 @@
 """
 The main job: runs the handout's whole sequence of commands (parts 2(d), 2(f), 2(g) and the
-London baseline) in order, writes every output under the handout's file names, and ends
-with a table of dev accuracies beside the reference figures.
+London baseline) in order, writes every output under the handout's file names, ends with a
+table of dev accuracies beside the reference figures, and writes RESULTS.md: that table,
+the training curves, and the analysis of the best run (what part 3 of the handout asks).
 
-    python handout.py              # full length on a GPU; a shortened run on a CPU
+    python handout.py                  # full length on a GPU; a shortened run on a CPU
     python handout.py --length full
+    python handout.py --seeds 0 1 2    # the sequence once per seed; accuracies as mean ± std
 
 The full run is the handout's (650 pretraining epochs per variant). A CPU cannot do that in
 reasonable time, so there the default is a shortened run (fewer epochs, about 15 minutes on
-2 cores) that exercises every step; its table says so plainly.
+2 cores) that exercises every step; its table says so plainly. The first seed's outputs go
+to the top level (what collect_submission.sh packs); each further seed's to runs/seed-N/.
 """
 
 import argparse
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -29,6 +34,8 @@ REFERENCE = {  # run: (handout's answer, a public 2021 run), dev accuracy in per
     "vanilla, pretrain + finetune": ("30 (>= 10 expected)", "23.0"),
     "synthesizer, pretrain + finetune": ("9.8 (>= 5 on test required)", "14.4"),
 }
+OUTPUT_FLAGS = ("--writing_params_path", "--reading_params_path", "--outputs_path")
+RESULTS_FOLDER = Path("results")
 
 
 def handout_steps():
@@ -62,24 +69,137 @@ def handout_steps():
     return steps
 
 
-def run_step(arguments, extra):
-    command = [sys.executable, *arguments, *extra]
-    print(f"\n$ python {shlex.join(arguments + extra)}", flush=True)
+def in_folder(arguments, folder):
+    """The same command with its params and predictions files in folder (the data stay where they are)."""
+    if folder == Path("."):
+        return list(arguments)
+    return [str(folder / value) if flag in OUTPUT_FLAGS else value
+            for flag, value in zip([None, *arguments], arguments)]
+
+
+def run_step(arguments, check=True):
+    """Run `python ARGUMENTS`, showing the command and its output; returns (stdout, seconds)."""
+    print(f"\n$ python {shlex.join(arguments)}", flush=True)
     started = time.time()
     # stderr (the progress bar) goes straight to the terminal; stdout is echoed and kept
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, *arguments], stdout=subprocess.PIPE, text=True)
     output = []
     for line in process.stdout:
         print(line, end="", flush=True)
         output.append(line)
-    if process.wait() != 0:
+    if process.wait() != 0 and check:
         sys.exit(f"handout.py: this step failed (exit status {process.returncode}); the outputs before it are kept")
-    return "".join(output), time.time() - started
+    return "".join(output), time.time() - started, process.returncode
 
 
 def accuracy(output):
     match = re.search(r"^Correct: \S+ out of \S+: (\S+)%$", output, re.MULTILINE)
-    return f"{float(match.group(1)):.1f}" if match else "?"
+    return float(match.group(1)) if match else None
+
+
+def run_sequence(seed, folder, short, device):
+    """The handout's sequence once; returns ({table row: dev accuracy}, seconds)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    results, seconds = {}, 0.0
+    for row, arguments, epochs_key in handout_steps():
+        extra = []
+        if arguments[0] == "src/run.py":
+            if short and epochs_key is not None:
+                extra += ["--max_epochs", str(SHORT_EPOCHS[epochs_key])]
+            if seed != 0 and epochs_key is not None:
+                extra += ["--seed", str(seed)]
+            if device != "auto":
+                extra += ["--device", device]
+        output, step_seconds, _ = run_step(in_folder(arguments, folder) + extra)
+        seconds += step_seconds
+        if row is not None:
+            results[row] = accuracy(output)
+    return results, seconds
+
+
+def summary(values):
+    """'mean ± std' over seeds (sample standard deviation), or the one value."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "?"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def accuracy_table(results_by_seed):
+    header = ("run", "this run", "handout's answer", "a public 2021 run")
+    rows = [(name, summary([results[name] for results in results_by_seed]), *REFERENCE[name]) for name in REFERENCE]
+    return header, rows
+
+
+def text_table(header, rows):
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(r, widths)).rstrip()
+                     for r in [header, ["-" * w for w in widths], *rows])
+
+
+def markdown_table(header, rows):
+    return "\n".join("| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *rows])
+
+
+def make_figures():
+    """Training curves from the metrics logs; returns the figure paths written, if matplotlib is there."""
+    figures = []
+    for prefix, logs in [("pretrain", ["vanilla.pretrain.params.metrics.jsonl",
+                                       "synthesizer.pretrain.params.metrics.jsonl"]),
+                         ("finetune", ["vanilla.model.params.metrics.jsonl", "vanilla.finetune.params.metrics.jsonl",
+                                       "synthesizer.finetune.params.metrics.jsonl"])]:
+        output, _, status = run_step(["src/plot.py", *logs, "--out_dir", str(RESULTS_FOLDER), "--prefix", prefix],
+                                     check=False)
+        if status == 0:
+            figures += [Path(line) for line in output.split()]
+    return figures
+
+
+def analyse_best(results):
+    """Analysis of the pretrained model with the best dev accuracy; returns (variant, report text)."""
+    variant = max(["vanilla", "synthesizer"], key=lambda v: results[f"{v}, pretrain + finetune"] or 0.0)
+    json_path = RESULTS_FOLDER / f"{variant}.pretrain.dev.analysis.json"
+    output, _, _ = run_step(["src/analyze.py", variant, "wiki.txt", "--reading_params_path",
+                             f"{variant}.finetune.params", "--eval_corpus_path", "birth_dev.tsv",
+                             "--predictions_path", f"{variant}.pretrain.dev.predictions",
+                             "--finetune_corpus_path", "birth_places_train.tsv", "--json_path", str(json_path)])
+    return variant, output
+
+
+def write_results(header, rows, seeds, short, minutes, device_name, figures, analysed_variant, analysis):
+    length = (f"**Shortened run** ({SHORT_EPOCHS['pretrain']} pretraining epochs instead of 650, "
+              f"{SHORT_EPOCHS['finetune']} finetuning epochs instead of 75 and 10): its accuracies are not the "
+              f"handout's and not comparable with the reference figures; `python handout.py --length full` on a "
+              f"GPU makes the real ones." if short else "Full-length run: the handout's epochs.")
+    figure_lines = "\n\n".join(f"![{path.stem}]({path.as_posix()})" for path in figures) or \
+        "(no figures: matplotlib is not installed; `pip install matplotlib`, then run `python handout.py` again)"
+    text = f"""# Results
+
+Generated by `python handout.py{' --seeds ' + ' '.join(map(str, seeds)) if seeds != [0] else ''}` \
+on {device_name}, {time.strftime('%Y-%m-%d')}, in {minutes:.1f} minutes. Do not edit by hand.
+
+{length}
+
+## Dev accuracy (%, 500 names{', mean ± standard deviation over seeds ' + ', '.join(map(str, seeds)) if len(seeds) > 1 else ''})
+
+{markdown_table(header, rows)}
+
+## Training curves
+
+{figure_lines}
+
+## What the model knows: analysis of the {analysed_variant} pretrain + finetune run (first seed)
+
+`python src/analyze.py` on its dev predictions (it also writes every figure, question by question,
+to `{RESULTS_FOLDER.as_posix()}/{analysed_variant}.pretrain.dev.analysis.json`, which is not committed):
+
+```
+{analysis.strip()}
+```
+"""
+    Path("RESULTS.md").write_text(text, encoding="utf-8")
 
 
 def main():
@@ -87,6 +207,7 @@ def main():
     parser.add_argument("--length", choices=["auto", "full", "short"], default="auto",
                         help="auto: full on a CUDA GPU, short on a CPU")
     parser.add_argument("--device", default="auto", help="passed to every src/run.py command")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="run the sequence once per seed")
     args = parser.parse_args()
     has_gpu = torch.cuda.is_available() if args.device == "auto" else args.device.startswith("cuda")
     short = args.length == "short" or (args.length == "auto" and not has_gpu)
@@ -95,25 +216,25 @@ def main():
               f"{SHORT_EPOCHS['finetune']} finetuning epochs instead of 75 and 10). "
               "Its accuracies are not the handout's; run `python handout.py --length full` on a GPU for those.")
 
-    results, total_time = {}, 0.0
-    for row, arguments, epochs_key in handout_steps():
-        extra = []
-        if short and epochs_key is not None:
-            extra += ["--max_epochs", str(SHORT_EPOCHS[epochs_key])]
-        if args.device != "auto" and arguments[0] == "src/run.py":
-            extra += ["--device", args.device]
-        output, seconds = run_step(arguments, extra)
-        total_time += seconds
-        if row is not None:
-            results[row] = accuracy(output)
+    results_by_seed, seconds = [], 0.0
+    for index, seed in enumerate(args.seeds):
+        folder = Path(".") if index == 0 else Path("runs") / f"seed-{seed}"
+        results, sequence_seconds = run_sequence(seed, folder, short, args.device)
+        results_by_seed.append(results)
+        seconds += sequence_seconds
+
+    RESULTS_FOLDER.mkdir(exist_ok=True)
+    figures = make_figures()
+    analysed_variant, analysis = analyse_best(results_by_seed[0])
+    header, rows = accuracy_table(results_by_seed)
+    device_name = torch.cuda.get_device_name() if has_gpu else f"a CPU ({torch.get_num_threads()} threads)"
+    write_results(header, rows, args.seeds, short, seconds / 60, device_name, figures, analysed_variant, analysis)
 
     length = "SHORTENED run (fewer epochs: not comparable)" if short else "full-length run"
-    print(f"\nDev accuracy (%), {length}, {total_time / 60:.1f} minutes in all:")
-    header = ("run", "this run", "handout's answer", "a public 2021 run")
-    rows = [(name, results[name], *REFERENCE[name]) for name in REFERENCE]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
-    for r in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(r, widths)).rstrip())
+    seeds = f", seeds {' '.join(map(str, args.seeds))}" if len(args.seeds) > 1 else ""
+    print(f"\nDev accuracy (%), {length}{seeds}, {seconds / 60:.1f} minutes of training and evaluation:")
+    print(text_table(header, rows))
+    print("\nRESULTS.md: this table, the training curves and the analysis of the best pretrained run.")
 
 
 if __name__ == "__main__":

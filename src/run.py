@@ -97,12 +97,22 @@ def load_params(model, path, device):
     if found != model.variant:
         raise InputError(f"{path} holds {found} params, but the command asks for {model.variant}: "
                          f"run with {found}, or read a {model.variant} params file")
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as error:
-        first_problem = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
-        raise InputError(f"{path} does not fit a {model.variant} model of this size "
-                         f"(n_layer 4, n_head 8, n_embd 256, block 128, this vocabulary): {first_problem}") from None
+    if not fits(state_dict, model.state_dict()):
+        raise InputError(f"{path} holds a model of {shape_of(state_dict)}, but this command builds one of "
+                         f"{shape_of(model.state_dict())}: read params made with this code and this corpus")
+    model.load_state_dict(state_dict, strict=True)
+
+
+def fits(state_dict, expected):
+    return state_dict.keys() == expected.keys() and all(state_dict[k].shape == expected[k].shape for k in expected)
+
+
+def shape_of(state_dict):
+    """A model's size in words, read off its params: layers, width, vocabulary and block."""
+    layers = len({name.split(".")[1] for name in state_dict if name.startswith("blocks.")})
+    vocabulary, width = state_dict["tok_emb.weight"].shape if "tok_emb.weight" in state_dict else ("?", "?")
+    block = state_dict["pos_emb"].shape[1] if "pos_emb" in state_dict else "?"
+    return f"{layers} layers, n_embd {width}, a vocabulary of {vocabulary}, block {block}"
 
 
 def save_params(model, path):
@@ -143,8 +153,7 @@ def read_questions(path, stoi):
     return questions
 
 
-def evaluate(args, model, pretrain_dataset):
-    questions = read_questions(args.eval_corpus_path, pretrain_dataset.stoi)
+def evaluate(args, model, pretrain_dataset, questions):
     device = next(model.parameters()).device
     prompts = [torch.tensor([pretrain_dataset.stoi[ch] for ch in question + MASK_CHAR], device=device)
                for question in questions]
@@ -192,8 +201,9 @@ def run(args):
         else:
             train(args, model, finetune_dataset, pretrain_dataset, HYPERPARAMETERS["finetune"], device)
     elif distributed.is_main_process():  # evaluation is quick: one process does it
+        questions = read_questions(args.eval_corpus_path, pretrain_dataset.stoi)
         load_params(model, args.reading_params_path, device)
-        evaluate(args, model, pretrain_dataset)
+        evaluate(args, model, pretrain_dataset, questions)
     distributed.finish()
 
 

@@ -116,7 +116,8 @@ def test_bad_params_files_are_refused(files, tmp_path):
     vocab_size = len(set(CORPUS)) + 2
     small = tmp_path / "small.params"
     torch.save(GPT(GPTConfig(vocab_size, 128, n_layer=2, n_embd=64)).state_dict(), small)
-    assert_refused(evaluate(small), "small.params", "does not fit a vanilla model of this size")
+    assert_refused(evaluate(small), "small.params", "holds a model of 2 layers, n_embd 64",
+                   "builds one of 4 layers, n_embd 256")
     synthesizer = tmp_path / "synthesizer.params"
     torch.save(GPT(GPTConfig(vocab_size, 128, variant="synthesizer")).state_dict(), synthesizer)
     assert_refused(evaluate(synthesizer), "holds synthesizer params", "asks for vanilla")
