@@ -84,9 +84,13 @@ def run_step(arguments, check=True):
     # stderr (the progress bar) goes straight to the terminal; stdout is echoed and kept
     process = subprocess.Popen([sys.executable, *arguments], stdout=subprocess.PIPE, text=True)
     output = []
-    for line in process.stdout:
-        print(line, end="", flush=True)
-        output.append(line)
+    try:
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            output.append(line)
+    except KeyboardInterrupt:  # the step got the Ctrl-C too: let it keep its checkpoint first
+        process.wait()
+        sys.exit("\nhandout.py: interrupted. To go on, run the step above again with --resume, then the rest")
     if process.wait() != 0 and check:
         sys.exit(f"handout.py: this step failed (exit status {process.returncode}); the outputs before it are kept")
     return "".join(output), time.time() - started, process.returncode
