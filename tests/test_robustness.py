@@ -5,7 +5,6 @@ survives a real SIGTERM, and stops on a loss that is not finite.
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
