@@ -28,6 +28,11 @@ EXPECTED_SHA256 = {
 }
 
 
+# The handout's part 2(f) spells the finetuning file birthplaces_train.tsv once; a link by that
+# name lets its commands run exactly as written.
+HANDOUT_SPELLINGS = {"birthplaces_train.tsv": "birth_places_train.tsv"}
+
+
 def sha256_of(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -105,6 +110,13 @@ def fetch(root, expected_sums, folder, url):
     return needed, problems
 
 
+def link_handout_spellings(root):
+    for alias, name in HANDOUT_SPELLINGS.items():
+        if not (root / alias).exists() and not (root / alias).is_symlink():
+            (root / alias).symlink_to(name)
+            print(f"{alias}: linked to {name} (the handout's spelling in part 2(f))")
+
+
 def check(root, expected_sums):
     """Prints one line per file; returns True when all are present with the right sum."""
     all_good = True
@@ -142,6 +154,7 @@ def main():
         print("Pass --from DIR pointing at a folder with the four files, or --url pointing at a copy of a5.zip.",
               file=sys.stderr)
         sys.exit(2)
+    link_handout_spellings(ROOT)
 
 
 if __name__ == "__main__":

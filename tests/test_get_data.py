@@ -181,8 +181,11 @@ def test_script_copies_real_data_from_default_folder(tmp_path):
     shutil.copytree(SHARED_DATA, tmp_path / "shared" / "data")
     result = run_script(tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [f"{name}: copied from {tmp_path / 'shared' / 'data'}" for name in REAL_SUMS]
-    assert data_names(tmp_path) == sorted(REAL_SUMS)
+    assert result.stdout.splitlines() == [f"{name}: copied from {tmp_path / 'shared' / 'data'}" for name in REAL_SUMS] \
+        + ["birthplaces_train.tsv: linked to birth_places_train.tsv (the handout's spelling in part 2(f))"]
+    assert data_names(tmp_path) == sorted([*REAL_SUMS, "birthplaces_train.tsv"])
+    repo = tmp_path / "repo"
+    assert (repo / "birthplaces_train.tsv").read_bytes() == (repo / "birth_places_train.tsv").read_bytes()
     again = run_script(tmp_path, "--url", NOWHERE_URL)
     assert again.returncode == 0 and again.stdout.splitlines() == [f"{name}: already present" for name in REAL_SUMS]
     check = run_script(tmp_path, "--check")
@@ -193,7 +196,7 @@ def test_script_copies_real_data_from_default_folder(tmp_path):
 def test_script_honours_env_folder_and_downloads(tmp_path):
     result = run_script(tmp_path, "--url", NOWHERE_URL, env_extra={"A5_DATA_DIR": str(SHARED_DATA)})
     assert result.returncode == 0, result.stderr
-    assert data_names(tmp_path) == sorted(REAL_SUMS)
+    assert data_names(tmp_path) == sorted([*REAL_SUMS, "birthplaces_train.tsv"])
 
     archive = tmp_path / "a5.zip"
     with zipfile.ZipFile(archive, "w") as zf:
