@@ -19,7 +19,6 @@ JSON (default: the predictions path + ".analysis.json").
 import argparse
 import json
 import re
-import sys
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from dataset import MASK_CHAR, PAD_ID, CharCorruptionDataset
 from model import GPT, GPTConfig
 from run import BLOCK_SIZE, DECODE_STEPS, load_params
-from safe_io import InputError, atomic_output, read_text
+from safe_io import InputError, atomic_output, exit_on_input_error, read_text
 from trainer import resolve_device
 
 QUESTION_START, QUESTION_END = "Where was ", " born?"
@@ -436,11 +435,7 @@ def analyze_files(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        analyze_files(args)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_input_error(lambda: analyze_files(args))
 
 
 if __name__ == "__main__":

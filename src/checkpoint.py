@@ -62,7 +62,8 @@ def load(path):
         # the random states hold NumPy arrays and tuples: trusted, since this run wrote them
         return torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
-        raise InputError(f"there is no checkpoint {path} to resume from; run without --resume to start afresh") from None
+        raise InputError(f"there is no checkpoint {path} to resume from; "
+                         f"run without --resume to start afresh") from None
     except Exception as error:
         raise InputError(f"{path} is not a readable checkpoint ({type(error).__name__}); "
                          f"delete it and run without --resume") from None

@@ -21,7 +21,7 @@ import torch
 import distributed
 from dataset import MASK_CHAR, CharCorruptionDataset, NameDataset, decode
 from model import GPT, GPTConfig
-from safe_io import InputError, atomic_output, check_writable, did_you_mean, read_text
+from safe_io import InputError, atomic_output, check_writable, did_you_mean, exit_on_input_error, read_text
 from trainer import Trainer, TrainerConfig, TrainingStopped, resolve_device
 from utils import evaluate_places, greedy_decode, set_seed
 
@@ -210,10 +210,7 @@ def run(args):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        run(args)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        exit_on_input_error(lambda: run(args))
     except TrainingStopped as stop:
         print(f"\n{stop}", file=sys.stderr)
         sys.exit(stop.exit_status)

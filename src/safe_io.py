@@ -9,6 +9,7 @@ failed run never overwrites an earlier good one.
 
 import difflib
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,15 @@ from pathlib import Path
 
 class InputError(Exception):
     """Bad input from the user: run.py prints the message alone and exits with status 2."""
+
+
+def exit_on_input_error(work):
+    """Run work(); an InputError becomes one line on stderr and exit status 2, with no traceback."""
+    try:
+        return work()
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def did_you_mean(path):
