@@ -13,14 +13,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class CausalSelfAttention(nn.Module):
-    """Y_i = softmax(mask((X Q_i)(X K_i)^T / sqrt(d/h))) (X V_i); Y = [Y_1; ...; Y_h] A."""
+class HeadsAttention(nn.Module):
+    """
+    What both attentions share: per-head values, the causal mask, and the way head outputs
+    become the layer's output (concatenated, projected by A, dropped out). Subclasses make
+    their score layers first and then call add_shared_layers, so that layers are created, and
+    initialised from the seed, in the original's order.
+    """
 
-    def __init__(self, config):
-        super().__init__()
+    def add_shared_layers(self, config):
         assert config.n_embd % config.n_head == 0
-        self.key = nn.Linear(config.n_embd, config.n_embd)
-        self.query = nn.Linear(config.n_embd, config.n_embd)
         self.value = nn.Linear(config.n_embd, config.n_embd)
         self.proj = nn.Linear(config.n_embd, config.n_embd)
         self.attn_pdrop = config.attn_pdrop
@@ -28,15 +30,30 @@ class CausalSelfAttention(nn.Module):
         self.register_buffer("mask", causal_mask(config.block_size))
         self.n_head = config.n_head
 
-    def forward(self, x, layer_cache=None):
-        q = split_heads(self.query(x), self.n_head)
-        k = cached(layer_cache, "k", split_heads(self.key(x), self.n_head))
-        v = cached(layer_cache, "v", split_heads(self.value(x), self.n_head))
-        y = causal_attention(q, k, v, self.mask, self.attn_pdrop if self.training else 0.0)
+    def values(self, x, layer_cache):
+        return cached(layer_cache, "v", split_heads(self.value(x), self.n_head))
+
+    def output(self, q, k, v, scale=None):
+        y = causal_attention(q, k, v, self.mask, self.attn_pdrop if self.training else 0.0, scale)
         return self.resid_drop(self.proj(merge_heads(y)))
 
 
-class SynthesizerAttention(nn.Module):
+class CausalSelfAttention(HeadsAttention):
+    """Y_i = softmax(mask((X Q_i)(X K_i)^T / sqrt(d/h))) (X V_i); Y = [Y_1; ...; Y_h] A."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.key = nn.Linear(config.n_embd, config.n_embd)
+        self.query = nn.Linear(config.n_embd, config.n_embd)
+        self.add_shared_layers(config)
+
+    def forward(self, x, layer_cache=None):
+        q = split_heads(self.query(x), self.n_head)
+        k = cached(layer_cache, "k", split_heads(self.key(x), self.n_head))
+        return self.output(q, k, self.values(x, layer_cache))
+
+
+class SynthesizerAttention(HeadsAttention):
     """
     Y_i = softmax(mask(ReLU(X A_i + b1) B_i + b2)) (X V_i), with A_i, b1 head i's slice of w1,
     B_i = w2[:, :T] and b2 = b2[:T]: the score of key position j depends on j only through
@@ -45,21 +62,15 @@ class SynthesizerAttention(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        assert config.n_embd % config.n_head == 0
         self.w1 = nn.Linear(config.n_embd, config.n_embd)
         self.w2 = nn.Parameter(torch.zeros(config.n_embd // config.n_head, config.block_size - 1))
         self.b2 = nn.Parameter(torch.zeros(config.block_size - 1))
-        self.value = nn.Linear(config.n_embd, config.n_embd)
-        self.proj = nn.Linear(config.n_embd, config.n_embd)
-        self.attn_pdrop = config.attn_pdrop
-        self.resid_drop = nn.Dropout(config.resid_pdrop)
-        self.register_buffer("mask", causal_mask(config.block_size))
-        self.n_head = config.n_head
+        self.add_shared_layers(config)
         nn.init.uniform_(self.w2, -0.001, 0.001)
 
     def forward(self, x, layer_cache=None):
-        hidden = split_heads(F.relu(self.w1(x)), self.n_head)                 # B, h, T, d/h
-        v = cached(layer_cache, "v", split_heads(self.value(x), self.n_head))  # B, h, S, d/h
+        hidden = split_heads(F.relu(self.w1(x)), self.n_head)  # B, h, T, d/h
+        v = self.values(x, layer_cache)                         # B, h, S, d/h
         S = v.size(2)
         if S > self.w2.size(1):
             raise ValueError(f"the synthesizer attends over at most block_size - 1 = {self.w2.size(1)} positions "
@@ -73,8 +84,7 @@ class SynthesizerAttention(nn.Module):
         q = F.pad(torch.cat([hidden, ones], dim=-1), (0, pad))
         k = F.pad(torch.cat([self.w2[:, :S].t(), self.b2[:S, None]], dim=-1), (0, pad))
         k = k.to(q.dtype).expand(q.size(0), q.size(1), S, width + pad)
-        y = causal_attention(q, k, v, self.mask, self.attn_pdrop if self.training else 0.0, scale=1.0)
-        return self.resid_drop(self.proj(merge_heads(y)))
+        return self.output(q, k, v, scale=1.0)
 
 
 def causal_attention(q, k, v, mask, dropout_p, scale=None):

@@ -61,7 +61,6 @@ def greedy_decode(model, prompts, steps):
     block (where sample() starts dropping early context) goes through sample() itself.
     """
     model.eval()
-    n_layer = len(model.blocks)
     completions = [None] * len(prompts)
     by_length = defaultdict(list)
     for i, prompt in enumerate(prompts):
@@ -71,14 +70,14 @@ def greedy_decode(model, prompts, steps):
         if length + steps > model.get_block_size():
             tokens = sample(model, batch, steps)
         else:
-            tokens = decode_batch_with_cache(model, batch, steps, n_layer)
+            tokens = decode_batch_with_cache(model, batch, steps)
         for row, i in enumerate(indices):
             completions[i] = tokens[row]
     return completions
 
 
-def decode_batch_with_cache(model, batch, steps, n_layer):
-    cache = KVCache(n_layer)
+def decode_batch_with_cache(model, batch, steps):
+    cache = KVCache(len(model.blocks))
     tokens = batch
     new_tokens = batch
     for _ in range(steps):
