@@ -17,16 +17,18 @@ class HeadsAttention(nn.Module):
     """
     What both attentions share: per-head values, the causal mask, and the way head outputs
     become the layer's output (concatenated, projected by A, dropped out). Subclasses make
-    their score layers first and then call add_shared_layers, so that layers are created, and
-    initialised from the seed, in the original's order.
+    their score layers first and then call add_shared_layers, so that modules are registered
+    (and printed) in the original's order, and initialised from the seed in its order too.
+    Only n_embd, n_head, block_size, attn_pdrop and resid_pdrop are read from the config.
     """
 
     def add_shared_layers(self, config):
         assert config.n_embd % config.n_head == 0
         self.value = nn.Linear(config.n_embd, config.n_embd)
-        self.proj = nn.Linear(config.n_embd, config.n_embd)
-        self.attn_pdrop = config.attn_pdrop
+        # attn_drop is kept as a module for the original's module tree; its rate goes to the fused kernel
+        self.attn_drop = nn.Dropout(config.attn_pdrop)
         self.resid_drop = nn.Dropout(config.resid_pdrop)
+        self.proj = nn.Linear(config.n_embd, config.n_embd)
         self.register_buffer("mask", causal_mask(config.block_size))
         self.n_head = config.n_head
 
@@ -34,7 +36,8 @@ class HeadsAttention(nn.Module):
         return cached(layer_cache, "v", split_heads(self.value(x), self.n_head))
 
     def output(self, q, k, v, scale=None):
-        y = causal_attention(q, k, v, self.mask, self.attn_pdrop if self.training else 0.0, scale)
+        dropout_p = self.attn_drop.p if self.training else 0.0
+        y = causal_attention(q, k, v, self.mask, dropout_p, scale)
         return self.resid_drop(self.proj(merge_heads(y)))
 
 

@@ -1,5 +1,6 @@
 """The model against the spec: attention math in float64, causality, dropout, names, counts, init, loss."""
 
+import hashlib
 import math
 
 import pytest
@@ -182,3 +183,128 @@ def test_more_positions_than_the_block_are_refused():
     model = GPT(config("vanilla"))
     with pytest.raises(ValueError, match="block size is 128"):
         model(torch.zeros(1, 129, dtype=torch.long))
+
+
+ORIGINAL_VANILLA_TREE = """GPT(
+  (tok_emb): Embedding(256, 256)
+  (drop): Dropout(p=0.1, inplace=False)
+  (blocks): Sequential(
+    (0): Block(
+      (ln1): LayerNorm((256,), eps=1e-05, elementwise_affine=True)
+      (ln2): LayerNorm((256,), eps=1e-05, elementwise_affine=True)
+      (attn): CausalSelfAttention(
+        (key): Linear(in_features=256, out_features=256, bias=True)
+        (query): Linear(in_features=256, out_features=256, bias=True)
+        (value): Linear(in_features=256, out_features=256, bias=True)
+        (attn_drop): Dropout(p=0.1, inplace=False)
+        (resid_drop): Dropout(p=0.1, inplace=False)
+        (proj): Linear(in_features=256, out_features=256, bias=True)
+      )
+      (mlp): Sequential(
+        (0): Linear(in_features=256, out_features=1024, bias=True)
+        (1): GELU(approximate='none')
+        (2): Linear(in_features=1024, out_features=256, bias=True)
+        (3): Dropout(p=0.1, inplace=False)
+      )
+    )
+  )
+  (ln_f): LayerNorm((256,), eps=1e-05, elementwise_affine=True)
+  (head): Linear(in_features=256, out_features=256, bias=False)
+)"""
+
+ORIGINAL_SYNTHESIZER_ATTENTION = """      (attn): SynthesizerAttention(
+        (w1): Linear(in_features=256, out_features=256, bias=True)
+        (value): Linear(in_features=256, out_features=256, bias=True)
+        (attn_drop): Dropout(p=0.1, inplace=False)
+        (resid_drop): Dropout(p=0.1, inplace=False)
+        (proj): Linear(in_features=256, out_features=256, bias=True)
+      )"""
+
+
+def printed(model):
+    # torch 2.1 and later add ", bias=True" to a LayerNorm's line; the original ran on older torch
+    return str(model).replace(", elementwise_affine=True, bias=True)", ", elementwise_affine=True)")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_printed_module_tree_is_the_originals(variant):
+    want = ORIGINAL_VANILLA_TREE
+    if variant == "synthesizer":
+        start, end = want.index("      (attn):"), want.index("      (mlp):")
+        want = want[:start] + ORIGINAL_SYNTHESIZER_ATTENTION + "\n" + want[end:]
+    assert printed(GPT(config(variant, n_layer=1))) == want
+
+
+@pytest.mark.parametrize("variant, registered", [
+    ("vanilla", ["key", "query", "value", "attn_drop", "resid_drop", "proj"]),
+    ("synthesizer", ["w1", "w2", "b2", "value", "attn_drop", "resid_drop", "proj"])])
+def test_attention_registers_in_the_originals_order(variant, registered, monkeypatch):
+    order = []  # what each attention module registers, in the order it does so
+    set_attribute, register_buffer = torch.nn.Module.__setattr__, torch.nn.Module.register_buffer
+
+    def recording_setattr(self, name, value):
+        if isinstance(self, (CausalSelfAttention, SynthesizerAttention)) and \
+                isinstance(value, (torch.nn.Module, torch.nn.Parameter)):
+            order.append(name)
+        set_attribute(self, name, value)
+
+    def recording_register_buffer(self, name, tensor, *args, **kwargs):
+        if isinstance(self, (CausalSelfAttention, SynthesizerAttention)):
+            order.append(name)
+        register_buffer(self, name, tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "__setattr__", recording_setattr)
+    monkeypatch.setattr(torch.nn.Module, "register_buffer", recording_register_buffer)
+    model = GPT(config(variant, n_layer=2))
+    monkeypatch.undo()
+    assert order == 2 * (registered + ["mask"])
+    attn = model.blocks[1].attn
+    assert type(attn.attn_drop) is type(attn.resid_drop) is torch.nn.Dropout
+    names = [name for name, _ in model.named_modules()]
+    block = ["", ".ln1", ".ln2", ".attn"] + [f".attn.{m}" for m in registered if m not in ("w2", "b2")] + \
+        [".mlp", ".mlp.0", ".mlp.1", ".mlp.2", ".mlp.3"]
+    assert names == ["", "tok_emb", "drop", "blocks"] + [f"blocks.{i}{n}" for i in range(2) for n in block] + \
+        ["ln_f", "head"]
+
+
+@pytest.mark.parametrize("variant, digest", [
+    ("vanilla", "2148db47249cc07b7060a55a2d147fbb723daeb875d3620836181f63650787e5"),
+    ("synthesizer", "794c90fd681244e5f7815e60cbe4d517602e2c470ee5049a2e16ff35ae622665")])
+def test_initial_params_for_a_seed_are_bit_identical_to_before(variant, digest):
+    """SHA-256 of the seed-0 state_dict (names and bytes, in order), recorded before the module tree changed."""
+    torch.manual_seed(0)
+    hashed = hashlib.sha256()
+    for name, tensor in GPT(config(variant)).state_dict().items():
+        hashed.update(name.encode())
+        hashed.update(tensor.numpy().tobytes())
+    assert hashed.hexdigest() == digest
+
+
+class BareConfig:
+    """What a grader builds attention modules from: these five fields and nothing else."""
+    n_embd = 64
+    n_head = 4
+    block_size = 16
+    attn_pdrop = 0.25
+    resid_pdrop = 0.5
+
+
+@pytest.mark.parametrize("module", [CausalSelfAttention, SynthesizerAttention])
+def test_attention_builds_from_a_bare_config(module):
+    attn = module(BareConfig())
+    assert (attn.attn_drop.p, attn.resid_drop.p) == (0.25, 0.5)
+    assert attn.mask.shape == (1, 1, 16, 16)
+    x = torch.randn(2, 15, 64)
+    assert attn.eval()(x).shape == (2, 15, 64)
+    assert not torch.equal(attn.train()(x), attn.train()(x))  # attn_drop and resid_drop at work
+
+
+def test_config_synthesizer_true_builds_the_synthesizer():
+    set_after = config("vanilla", n_layer=2)
+    set_after.synthesizer = True  # as code written for the public 2021 solution does
+    for made in [set_after, config("vanilla", n_layer=2, synthesizer=True)]:
+        model = GPT(made)
+        assert model.variant == "synthesizer"
+        assert all(isinstance(block.attn, SynthesizerAttention) for block in model.blocks)
+        assert "blocks.1.attn.w2" in model.state_dict()
+    assert isinstance(GPT(config("vanilla", n_layer=1)).blocks[0].attn, CausalSelfAttention)
