@@ -3,19 +3,22 @@ The training loop: AdamW with the original's weight-decay groups, gradient clipp
 a learning rate that warms up linearly and then follows a cosine, counted in tokens.
 
 It walks the training set in order, as the original did. What makes it faster leaves the
-function alone: each batch is cut after its last position with a non-PAD target (attention
-is causal and PAD carries no loss, so the loss and gradients are the same); on CUDA the
-matrix work runs in bf16 under autocast, weights and optimizer state staying in fp32, and
+function alone: a batch's rows run in groups of similar length, each group cut after its
+last non-PAD target, so the padding that is about half of every batch costs nothing (see
+Trainer.loss); the matrix work runs in bf16 under autocast where that is faster (CUDA, and
+CPUs that multiply faster in bf16), weights and optimizer state staying in fp32; on CUDA
 AdamW is the fused kernel; torch.compile is there for long runs. Under torchrun it trains
 data-parallel over the same global batches (see distributed.py).
 """
 
+import functools
 import json
 import math
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
@@ -25,6 +28,14 @@ from tqdm import tqdm
 import checkpoint
 import distributed
 from safe_io import atomic_output
+
+# What running one more group of rows costs beyond its positions, in positions, per kind of
+# device: the fixed cost of a forward and backward pass (some hundred operator calls) and the
+# poorer speed of smaller matrix products. On 2 CPU cores, 16 to 256 all run within 10% of
+# each other (BENCHMARKS.md). On a GPU those calls are kernel launches that cost more than a
+# whole batch's positions, so there a batch stays one group, cut after its longest row, until
+# a GPU session measures otherwise.
+GROUP_COST = {"cpu": 64, "gpu": 128 * 127}
 
 
 class TrainerConfig:
@@ -40,7 +51,7 @@ class TrainerConfig:
     ckpt_path = None
     num_workers = 0
     device = "auto"     # auto: CUDA when present, else CPU
-    precision = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "fp32", "bf16"
+    precision = "auto"  # auto: bf16 autocast on CUDA and on CPUs that are faster in it, else fp32; or fp32, bf16
     compile = False     # torch.compile the model for training: pays on long runs (see BENCHMARKS.md)
     metrics_path = None     # JSON lines, one per step: step, epoch, loss, lr, positions, wall_time
     checkpoint_path = None  # where the resumable state goes (see checkpoint.py)
@@ -58,13 +69,46 @@ def resolve_device(device):
     return device
 
 
-def autocast_dtype(precision, device):
-    """The dtype the forward pass computes in, or None for plain fp32."""
-    if precision == "auto":
-        precision = "bf16" if device.startswith("cuda") else "fp32"
-    if precision not in ("fp32", "bf16"):
+def choose_precision(precision, device):
+    """
+    (name, why) of the precision training computes in: "fp32", or "bf16" autocast (the matrix
+    work in bf16, weights and optimizer state in fp32). auto takes bf16 on CUDA, and on a CPU
+    only where it multiplies faster in bf16 than in fp32.
+    """
+    if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
-    return torch.bfloat16 if precision == "bf16" else None
+    if precision != "auto":
+        return precision, "as asked"
+    if device.startswith("cuda"):
+        return "bf16", "auto: CUDA"
+    speedup = cpu_bf16_speedup()
+    if speedup is None:
+        return "fp32", "auto: this CPU has no bf16 instructions"
+    return ("bf16" if speedup >= 1.5 else "fp32"), f"auto: a bf16 matrix product runs {speedup:.1f}x as fast as fp32 here"
+
+
+@functools.cache
+def cpu_bf16_speedup():
+    """
+    How many times faster this CPU multiplies matrices of the model's MLP shape in bf16 than in
+    fp32, or None without bf16 instructions (AVX512_BF16 or AMX). Measured, not assumed: some
+    CPUs that have AVX512_BF16 multiply bf16 at half their fp32 speed (BENCHMARKS.md).
+    """
+    if not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        return None
+    return matmul_seconds(torch.float32) / matmul_seconds(torch.bfloat16)
+
+
+def matmul_seconds(dtype, repeats=5):
+    """The best of a few timings of a (2048 x 256) @ (256 x 1024) product in dtype."""
+    a = torch.ones(2048, 256, dtype=dtype)  # not random: the seeded generators stay untouched
+    b = torch.ones(256, 1024, dtype=dtype)
+    times = []
+    for _ in range(repeats + 1):  # the first is a warm-up
+        started = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - started)
+    return min(times[1:])
 
 
 def learning_rate_at(tokens, config):
@@ -90,11 +134,33 @@ def parameter_groups(model, weight_decay):
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def trim_padding(x, y):
-    """Cut the batch after its last position whose target is not PAD (id 0)."""
-    used = (y != 0).any(dim=0).nonzero()
-    length = int(used[-1]) + 1 if len(used) else 1
-    return x[:, :length], y[:, :length]
+def row_lengths(y):
+    """Each row's length up to its last non-PAD target (at least 1, so a row without targets still runs)."""
+    positions = torch.arange(1, y.size(1) + 1, device=y.device)
+    return (positions * (y != 0)).amax(dim=1).clamp(min=1)
+
+
+def length_groups(lengths, group_cost):
+    """
+    Split a batch's rows into groups, each to run cut to its longest row: a list of (rows,
+    length). The split minimises the positions computed plus group_cost for each group, exactly,
+    by dynamic programming over the rows sorted longest first (a group is a run of them).
+    """
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    longest = np.asarray(lengths)[order]  # longest[i]: the length of a group that starts at row i
+    n = len(order)
+    best = np.zeros(n + 1)        # best[j]: least cost of grouping the first j rows
+    start = np.zeros(n + 1, int)  # where the last group of that grouping starts
+    for j in range(1, n + 1):
+        costs = best[:j] + (j - np.arange(j)) * longest[:j] + group_cost
+        start[j] = costs.argmin()
+        best[j] = costs[start[j]]
+    groups, j = [], n
+    while j > 0:
+        i = start[j]
+        groups.append((torch.from_numpy(order[i:j].copy()), int(longest[i])))
+        j = i
+    return groups[::-1]
 
 
 class Trainer:
@@ -105,7 +171,9 @@ class Trainer:
         self.test_dataset = test_dataset
         self.config = config
         self.device = resolve_device(config.device)
-        self.dtype = autocast_dtype(config.precision, self.device)
+        self.precision, self.precision_reason = choose_precision(config.precision, self.device)
+        self.dtype = torch.bfloat16 if self.precision == "bf16" else None
+        self.group_cost = GROUP_COST["cpu" if self.device == "cpu" else "gpu"]
         self.tokens = 0  # target positions seen, PAD included: drives the learning rate
         self.model.to(self.device)
         self.rank, self.world_size = distributed.world()
@@ -122,10 +190,17 @@ class Trainer:
                           num_workers=self.config.num_workers, pin_memory=self.device.startswith("cuda"),
                           generator=self.data_generator)
 
-    def loss(self, x, y):
+    def loss(self, x, y, backward=False):
         """
-        The mean cross-entropy over the batch's non-PAD targets; under DDP, this process's
-        share of it, so that the gradients DDP averages are those of the whole batch.
+        The mean cross-entropy over the batch's non-PAD targets (under DDP, this process's share
+        of it, so that the gradients DDP averages are those of the whole batch). With backward,
+        also adds its gradients to the parameters' .grad.
+
+        Rows run in groups of similar length, each cut after its longest row's last non-PAD
+        target: attention is causal and a PAD target carries no loss, so positions after a row's
+        last target change nothing, and about half of a batch is such padding. The loss is a sum
+        over targets, so summing the groups' sums gives the same loss and gradients. Each group's
+        backward runs at once, freeing its activations; DDP exchanges gradients after the last.
         """
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
@@ -133,11 +208,22 @@ class Trainer:
             x, y, scale = distributed.share_of_batch(x, y)
         else:
             scale = 1 / (y != 0).sum().clamp(min=1)
-        x, y = trim_padding(x, y)
-        with torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=self.dtype is not None):
-            logits, _ = self.forward(x)
-        losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=0, reduction="sum")
-        return losses * scale
+        # a process whose share is empty still runs one (empty) group, so that DDP sees its backward
+        groups = length_groups(row_lengths(y).tolist(), self.group_cost) or [(torch.arange(0), 1)]
+        total = 0.0
+        for number, (rows, length) in enumerate(groups, start=1):
+            rows = rows.to(self.device)
+            # DDP decides in the forward whether the backward after it exchanges gradients
+            exchange = not backward or number == len(groups) or self.world_size == 1
+            with nullcontext() if exchange else self.forward.no_sync():
+                with torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=self.dtype is not None):
+                    logits, _ = self.forward(x[rows, :length])
+                loss = F.cross_entropy(logits.flatten(0, 1).float(), y[rows, :length].flatten(), ignore_index=0,
+                                       reduction="sum") * scale
+                if backward:
+                    loss.backward()
+            total += loss.detach()
+        return total
 
     def optimizer(self):
         return torch.optim.AdamW(parameter_groups(self.model, self.config.weight_decay),
@@ -147,9 +233,8 @@ class Trainer:
     def step(self, optimizer, x, y):
         """One update on the batch (x, y); returns its loss and the learning rate it used."""
         lr_used = self.learning_rate(optimizer)
-        loss = self.loss(x, y)
         self.model.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = self.loss(x, y, backward=True)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_norm_clip)
         optimizer.step()
         self.tokens += y.numel()
@@ -170,6 +255,8 @@ class Trainer:
             metrics, start_epoch, self.tokens = state["metrics"], state["epoch"], state["tokens"]
         saved = checkpoint.capture(model, optimizer, self.data_generator, start_epoch, self.tokens, metrics,
                                     self.settings())
+        if self.rank == 0:
+            print(f"precision: {self.precision} ({self.precision_reason})", flush=True)
         last_write = time.time()
         clock = time.time() - (metrics[-1]["wall_time"] if metrics else 0.0)
         progress = tqdm(total=config.max_epochs * len(train_loader), initial=start_epoch * len(train_loader),

@@ -16,8 +16,8 @@ import sys
 import pytest
 import torch
 
-import model as model_module
 import run
+import trainer as trainer_module
 import utils
 from conftest import ROOT
 from dataset import CharCorruptionDataset
@@ -471,15 +471,14 @@ def test_optional_flags_override_the_table(files, recording, tmp_path):
     (["--batch_size", "5", "--max_epochs", "2"], 2, 8),  # 4 batches (5, 5, 5, 1) per epoch
 ])
 def test_epochs_and_batch_size_set_the_number_of_steps(files, tmp_path, monkeypatch, extra, epochs, steps):
-    forward = model_module.GPT.forward
+    step = trainer_module.Trainer.step
     batches = []
 
-    def counting_forward(self, idx, targets=None, **kwargs):
-        if self.training:
-            batches.append(idx.size(0))
-        return forward(self, idx, targets, **kwargs)
+    def counting_step(self, optimizer, x, y):
+        batches.append(x.size(0))
+        return step(self, optimizer, x, y)
 
-    monkeypatch.setattr(model_module.GPT, "forward", counting_forward)
+    monkeypatch.setattr(trainer_module.Trainer, "step", counting_step)
     finetune_in_process(files, tmp_path / "p.params", *extra)
     assert len(batches) == steps
     assert sum(batches) == len(FINETUNE) * epochs

@@ -251,9 +251,9 @@ def test_a_loss_that_is_not_finite_stops_the_run_and_keeps_the_checkpoint(files,
     real_loss = trainer_module.Trainer.loss
     calls = []
 
-    def loss_that_diverges(self, x, y):
+    def loss_that_diverges(self, x, y, **kwargs):
         calls.append(1)
-        loss = real_loss(self, x, y)
+        loss = real_loss(self, x, y, **kwargs)
         return loss * float("nan") if len(calls) == 4 else loss
 
     monkeypatch.setattr(trainer_module.Trainer, "loss", loss_that_diverges)

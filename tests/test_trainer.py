@@ -1,13 +1,16 @@
-"""The trainer against the spec: schedule, weight-decay groups, token counter, and exact padding trims."""
+"""The trainer against the spec: schedule, weight-decay groups, token counter, length groups that change nothing, precision."""
 
 import math
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import TensorDataset, default_collate
 
+import trainer as trainer_module
+from conftest import real_data_path
+from dataset import CharCorruptionDataset, NameDataset
 from model import GPT, GPTConfig
-from trainer import Trainer, TrainerConfig, learning_rate_at, parameter_groups, trim_padding
+from trainer import Trainer, TrainerConfig, learning_rate_at, length_groups, parameter_groups, row_lengths
 
 
 def test_trainer_config_defaults():
@@ -52,31 +55,133 @@ def padded_batch(lengths, T=127):
     return x, y
 
 
-def test_trim_cuts_after_the_last_target_that_is_not_pad():
-    x, y = padded_batch([5, 40, 12])
-    tx, ty = trim_padding(x, y)
-    assert tx.shape == ty.shape == (3, 40)
-    assert torch.equal(tx, x[:, :40]) and torch.equal(ty, y[:, :40])
+def test_row_lengths_end_at_the_last_target_that_is_not_pad():
+    x, y = padded_batch([5, 40, 12, 127])
+    y[0, 2] = 0  # a PAD target inside a row does not end it
+    y[2, :] = 0  # no target at all: runs at length 1
+    assert row_lengths(y).tolist() == [5, 40, 1, 127]
+
+
+def set_partitions(items):
+    """Every way to split items into non-empty groups."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for partition in set_partitions(rest):
+        yield [[first]] + partition
+        for i in range(len(partition)):
+            yield partition[:i] + [[first] + partition[i]] + partition[i + 1:]
+
+
+@pytest.mark.parametrize("group_cost", [0, 7, 40, 1000])
+def test_length_groups_is_the_cheapest_of_all_groupings(group_cost):
+    generator = torch.Generator().manual_seed(group_cost)
+    for _ in range(20):
+        lengths = torch.randint(1, 60, (int(torch.randint(1, 8, (), generator=generator)),),
+                                generator=generator).tolist()
+        groups = length_groups(lengths, group_cost)
+        rows = sorted(int(r) for group, _ in groups for r in group)
+        assert rows == list(range(len(lengths)))  # every row once
+        for group, length in groups:
+            assert length == max(lengths[int(r)] for r in group)
+        cost = sum(len(group) * length + group_cost for group, length in groups)
+        cheapest = min(sum(len(g) * max(lengths[r] for r in g) + group_cost for g in partition)
+                       for partition in set_partitions(list(range(len(lengths)))))
+        assert cost == cheapest
+
+
+def test_length_groups_of_a_real_pretraining_batch():
+    lengths = row_lengths(pretraining_batch(128)[1]).tolist()
+    groups = length_groups(lengths, 64)
+    computed = sum(len(group) * length for group, length in groups)
+    assert len(groups) > 3
+    assert computed < 1.2 * sum(lengths) < 0.7 * 128 * max(lengths)  # most of the padding is gone
+
+
+def test_on_a_gpu_a_batch_stays_one_group_cut_after_its_longest_row():
+    for x, y in [pretraining_batch(128), finetuning_batch(256)]:
+        lengths = row_lengths(y).tolist()
+        assert [(len(rows), length) for rows, length in length_groups(lengths, trainer_module.GROUP_COST["gpu"])] \
+            == [(len(lengths), max(lengths))]
+
+
+def pretraining_batch(rows):
+    text = real_data_path("wiki.txt").read_text(encoding="utf-8")
+    torch.manual_seed(0)
+    dataset = CharCorruptionDataset(text, 128)
+    return default_collate(dataset.__getitems__(list(range(rows))))
+
+
+def finetuning_batch(rows):
+    pretraining = CharCorruptionDataset(real_data_path("wiki.txt").read_text(encoding="utf-8"), 128)
+    dataset = NameDataset(pretraining, real_data_path("birth_places_train.tsv").read_text(encoding="utf-8"))
+    return default_collate([dataset[i] for i in range(rows)])
+
+
+def no_dropout_model(variant, seed=0, **size):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(256, 128, variant=variant, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0, **size))
 
 
 @pytest.mark.parametrize("variant", ["vanilla", "synthesizer"])
-def test_trimmed_batch_gives_the_same_loss_and_gradients(variant):
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(256, 128, variant=variant)).eval()  # dropout off: same function
-    x, y = padded_batch([30, 71, 9, 50])
+@pytest.mark.parametrize("batch", [pretraining_batch, finetuning_batch])
+def test_grouped_loss_and_gradients_equal_the_padded_ones(variant, batch):
+    """Trainer.loss (rows in length groups, each cut) against the model's own loss on all 127 positions."""
+    x, y = batch(48)
+    model = no_dropout_model(variant)
+    trainer = Trainer(model, None, None, TrainerConfig(device="cpu", precision="fp32"))
+    trainer.group_cost = 16  # several groups even in a small batch
+    assert len(length_groups(row_lengths(y).tolist(), trainer.group_cost)) > 1
 
-    def loss_and_grads(x, y):
-        model.zero_grad()
-        _, loss = model(x, y)
-        loss.backward()
-        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    _, padded_loss = model(x, y)
+    padded_loss.backward()
+    padded_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
 
-    full_loss, full_grads = loss_and_grads(x, y)
-    trim_loss, trim_grads = loss_and_grads(*trim_padding(x, y))
-    assert trim_padding(x, y)[0].shape[1] == 71
-    assert torch.allclose(full_loss, trim_loss, rtol=1e-6, atol=0)
-    for full, trimmed in zip(full_grads, trim_grads):
-        assert torch.allclose(full, trimmed, rtol=1e-4, atol=1e-7)
+    model.zero_grad()
+    grouped_loss = trainer.loss(x, y, backward=True)
+    assert torch.allclose(grouped_loss, padded_loss, rtol=1e-5, atol=0)
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, padded_grads[name], rtol=1e-3, atol=1e-6), name
+    assert trainer.loss(x, y).item() == pytest.approx(padded_loss.item(), rel=1e-5)
+
+
+def one_group(lengths, group_cost):
+    """The path before grouping: the whole batch, cut after its longest row."""
+    return [(torch.arange(len(lengths)), max(lengths))]
+
+
+def full_rows(lengths, group_cost):
+    """The original's path: the whole batch at all 127 positions."""
+    return [(torch.arange(len(lengths)), 127)]
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "synthesizer"])
+def test_trainer_steps_end_with_the_same_params_grouped_or_not(variant, monkeypatch):
+    x, y = pretraining_batch(64)
+    batches = [(x[:32], y[:32]), (x[32:], y[32:]), (x[16:48], y[16:48])]
+    size = dict(n_layer=2, n_head=4, n_embd=64)
+    params = {}
+    for path in ["grouped", one_group, full_rows]:
+        if path != "grouped":
+            monkeypatch.setattr(trainer_module, "length_groups", path)
+        model = no_dropout_model(variant, **size)
+        trainer = Trainer(model, None, None, TrainerConfig(device="cpu", precision="fp32", learning_rate=3e-3,
+                                                           lr_decay=True, warmup_tokens=100, final_tokens=10_000))
+        optimizer = trainer.optimizer()
+        for batch in batches:
+            trainer.step(optimizer, *batch)
+        assert trainer.tokens == 96 * 127
+        params[getattr(path, "__name__", path)] = model.state_dict()
+    initial = no_dropout_model(variant, **size).state_dict()
+    # Adam turns rounding differences of near-zero gradients into moves of up to 1e-5; three
+    # steps at a learning rate of 3e-3 move the weights by about 1e-2, a thousand times more
+    for name, value in params["grouped"].items():
+        for other in ["one_group", "full_rows"]:
+            assert torch.allclose(value, params[other][name], rtol=1e-4, atol=5e-5), (name, other)
+        if not name.endswith("mask"):
+            assert not torch.allclose(value, initial[name]), name  # the steps moved every parameter
 
 
 def test_counter_counts_every_target_position_pad_included():
@@ -118,3 +223,40 @@ def test_training_lowers_the_loss_and_keeps_fp32_weights():
         after = model.eval()(x, y)[1].item()
     assert after < before - 1.0
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_precision_as_asked_and_auto():
+    assert trainer_module.choose_precision("fp32", "cpu") == ("fp32", "as asked")
+    assert trainer_module.choose_precision("bf16", "cpu") == ("bf16", "as asked")
+    assert trainer_module.choose_precision("auto", "cuda:1") == ("bf16", "auto: CUDA")
+    with pytest.raises(ValueError, match="unknown precision 'fp16'; choose auto, fp32 or bf16"):
+        trainer_module.choose_precision("fp16", "cpu")
+
+
+@pytest.mark.parametrize("speedup, chosen", [(None, "fp32"), (0.5, "fp32"), (1.4, "fp32"), (1.5, "bf16"),
+                                             (3.7, "bf16")])
+def test_auto_takes_bf16_on_a_cpu_only_where_it_is_faster(speedup, chosen, monkeypatch):
+    monkeypatch.setattr(trainer_module, "cpu_bf16_speedup", lambda: speedup)
+    precision, why = trainer_module.choose_precision("auto", "cpu")
+    assert precision == chosen
+    assert why == ("auto: this CPU has no bf16 instructions" if speedup is None else
+                   f"auto: a bf16 matrix product runs {speedup:.1f}x as fast as fp32 here")
+
+
+def test_measuring_the_cpu_leaves_the_seeded_generator_alone():
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    assert trainer_module.matmul_seconds(torch.bfloat16, repeats=1) > 0
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_bf16_autocast_keeps_the_loss_close_and_the_weights_fp32():
+    x, y = padded_batch([30, 71, 9, 50])
+    model = no_dropout_model("vanilla", n_layer=2, n_head=4, n_embd=64)
+    fp32 = Trainer(model, None, None, TrainerConfig(device="cpu", precision="fp32")).loss(x, y)
+    bf16_trainer = Trainer(model, None, None, TrainerConfig(device="cpu", precision="bf16"))
+    bf16 = bf16_trainer.loss(x, y, backward=True)
+    assert bf16_trainer.dtype == torch.bfloat16
+    assert bf16.dtype == torch.float32 and bf16.item() != fp32.item()  # really computed in bf16
+    assert bf16.item() == pytest.approx(fp32.item(), rel=1e-2)
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.parameters())

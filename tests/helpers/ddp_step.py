@@ -12,8 +12,8 @@ from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 import distributed  # noqa: E402
+import trainer  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
-from trainer import Trainer, TrainerConfig  # noqa: E402
 
 out_path, variant = sys.argv[1], sys.argv[2]
 generator = torch.Generator().manual_seed(0)
@@ -25,9 +25,11 @@ torch.manual_seed(0)
 model = GPT(GPTConfig(50, 32, variant=variant, n_layer=2, n_head=2, n_embd=16,
                       embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0))
 distributed.start("cpu")
-config = TrainerConfig(max_epochs=1, batch_size=7, learning_rate=1e-2, lr_decay=True, warmup_tokens=10,
-                       final_tokens=1000, device="cpu")
-Trainer(model, TensorDataset(x, y), None, config).train()
+config = trainer.TrainerConfig(max_epochs=1, batch_size=7, learning_rate=1e-2, lr_decay=True, warmup_tokens=10,
+                               final_tokens=1000, device="cpu")
+run = trainer.Trainer(model, TensorDataset(x, y), None, config)
+run.group_cost = 0  # a group per distinct length: each process runs several, DDP exchanging after the last
+run.train()
 if distributed.is_main_process():
     torch.save(model.state_dict(), out_path)
 distributed.finish()
