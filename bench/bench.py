@@ -1,28 +1,35 @@
 """
-Throughput of the fast path against the plain path, on the real data, in one run.
+Training and evaluation speed of three paths through the same function, on the real data, in one run.
 
-    python bench/bench.py                 # a few steps of each, on CUDA if present
-    python bench/bench.py --steps 5 --compile
+    python bench/bench.py                 # every configuration, a few steps each, then whole epochs
+    python bench/bench.py --steps 5 --epochs 0 --compile
 
-The plain path is the original's way of computing the same function: attention written out
-(scores materialised, masked, softmaxed, dropped out, times values), full 127-position
-batches, one example at a time through the data loader, and evaluation by sample() one
-question at a time, all in fp32. The fast path is what src/ does. For pretrain and finetune
-of each variant, and for evaluate, it prints ms per step, positions per second (padded: all
-127 per row; real: non-PAD targets), achieved TFLOP/s and the fraction of a measured matmul
-peak, and the projected wall time of the handout's full run, then the ratios.
+- plain: the original's way of computing: attention written out (scores materialised, masked,
+  softmaxed, dropped out, times values), every batch at all 127 positions, built one example
+  at a time by the data loader, and evaluation by sample() one question at a time.
+- trimmed: fused attention, the whole batch cut after its longest row (the path before rows
+  ran in length groups).
+- grouped: what src/ does: rows in groups of similar length, each cut after its longest row.
+
+For pretrain and finetune of each variant, in fp32 and in bf16 autocast, it prints ms per
+step, positions per second (padded: all 127 of each row; real: the non-PAD targets), achieved
+TFLOP/s and its fraction of a measured matrix-product peak in the same precision. Then it
+times whole epochs as run.py trains them (its data loader and workers) for the plain path
+and the grouped one in each precision, and decoding of the 500 dev questions.
 """
 
 import argparse
+import json
 import math
+import subprocess
 import sys
+import tempfile
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -30,19 +37,16 @@ import attention  # noqa: E402
 import trainer as trainer_module  # noqa: E402
 from dataset import MASK_CHAR, CharCorruptionDataset, NameDataset  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
-from run import BLOCK_SIZE, DECODE_STEPS, HYPERPARAMETERS  # noqa: E402
-from trainer import Trainer, TrainerConfig, autocast_dtype, resolve_device  # noqa: E402
+from run import BLOCK_SIZE, DECODE_STEPS, HYPERPARAMETERS, NUM_WORKERS  # noqa: E402
+from trainer import Trainer, TrainerConfig, choose_precision, resolve_device, row_lengths  # noqa: E402
 from utils import greedy_decode, sample, set_seed  # noqa: E402
-
-FULL_RUN_EPOCHS = {"pretrain": 650, "finetune": 75, "finetune from pretrained": 10}
-
 
 def plain_vanilla_forward(self, x, layer_cache=None):
     B, T, C = x.shape
     q, k, v = (attention.split_heads(layer(x), self.n_head) for layer in (self.query, self.key, self.value))
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
     weights = scores.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf")).softmax(dim=-1)
-    weights = F.dropout(weights, self.attn_pdrop, self.training)
+    weights = self.attn_drop(weights)
     return self.resid_drop(self.proj(attention.merge_heads(weights @ v)))
 
 
@@ -52,36 +56,35 @@ def plain_synthesizer_forward(self, x, layer_cache=None):
     v = attention.split_heads(self.value(x), self.n_head)
     scores = hidden @ self.w2[:, :T] + self.b2[:T]
     weights = scores.masked_fill(self.mask[:, :, :T, :T] == 0, -1e10).softmax(dim=-1)
-    weights = F.dropout(weights, self.attn_pdrop, self.training)
+    weights = self.attn_drop(weights)
     return self.resid_drop(self.proj(attention.merge_heads(weights @ v)))
 
 
+def whole_batch_trimmed(lengths, group_cost):
+    return [(torch.arange(len(lengths)), max(lengths))]
+
+
+def whole_batch_padded(lengths, group_cost):
+    return [(torch.arange(len(lengths)), BLOCK_SIZE - 1)]
+
+
 @contextmanager
-def plain_path():
-    """Swap in the original's way of computing: explicit attention, no trimming of PAD."""
+def path(name):
+    """Swap in the way of computing that the path named uses (grouped: src/ as it is)."""
     saved = (attention.CausalSelfAttention.forward, attention.SynthesizerAttention.forward,
-             trainer_module.trim_padding)
-    attention.CausalSelfAttention.forward = plain_vanilla_forward
-    attention.SynthesizerAttention.forward = plain_synthesizer_forward
-    trainer_module.trim_padding = lambda x, y: (x, y)
+             trainer_module.length_groups, CharCorruptionDataset.__getitems__)
+    if name == "plain":
+        attention.CausalSelfAttention.forward = plain_vanilla_forward
+        attention.SynthesizerAttention.forward = plain_synthesizer_forward
+        trainer_module.length_groups = whole_batch_padded
+        del CharCorruptionDataset.__getitems__  # the data loader then builds batches one example at a time
+    elif name == "trimmed":
+        trainer_module.length_groups = whole_batch_trimmed
     try:
         yield
     finally:
         (attention.CausalSelfAttention.forward, attention.SynthesizerAttention.forward,
-         trainer_module.trim_padding) = saved
-
-
-class OneAtATime(Dataset):
-    """Hides a dataset's batched __getitems__, so the loader builds batches example by example."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, idx):
-        return self.dataset[idx]
+         trainer_module.length_groups, CharCorruptionDataset.__getitems__) = saved
 
 
 def synchronize(device):
@@ -89,15 +92,14 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-def matmul_peak(device):
-    """Measured TFLOP/s of a large matrix product in the precision training uses there."""
-    dtype = autocast_dtype("auto", device) or torch.float32
+def matmul_peak(device, dtype):
+    """Measured TFLOP/s of a large square matrix product in dtype."""
     n = 4096 if device.startswith("cuda") else 1024
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     synchronize(device)
-    repeats = 50 if device.startswith("cuda") else 5
+    repeats = 50 if device.startswith("cuda") else 10
     started = time.perf_counter()
     for _ in range(repeats):
         a @ b
@@ -105,34 +107,35 @@ def matmul_peak(device):
     return 2 * n ** 3 * repeats / (time.perf_counter() - started) / 1e12
 
 
-def training_flops_per_position(config, length):
+def training_flops_per_position(model, length):
     """Forward and backward (3x forward) FLOPs of one position in a sequence of `length`."""
-    d, layers = config.n_embd, config.n_layer
-    attention_projections = 4 * d * d if config.variant == "vanilla" else 3 * d * d
-    matmuls = layers * (attention_projections + 8 * d * d) + d * config.vocab_size
+    d, layers, vocabulary = model.tok_emb.embedding_dim, len(model.blocks), model.tok_emb.num_embeddings
+    attention_projections = 4 * d * d if model.variant == "vanilla" else 3 * d * d
+    matmuls = layers * (attention_projections + 8 * d * d) + d * vocabulary
     score_and_mix = layers * 2 * length * d  # q.k (or hidden.w2) and weights.v, all heads
     return 3 * 2 * (matmuls + score_and_mix)
 
 
-def measure_training(variant, function, datasets, plain, steps, device, compile_model):
-    set_seed(0)
+def trainer_for(variant, function, datasets, path_name, precision, device, compile_model, num_workers=0):
     pretrain_dataset, finetune_dataset = datasets
     dataset = pretrain_dataset if function == "pretrain" else finetune_dataset
-    if plain:
-        dataset = OneAtATime(dataset)
     hyper = HYPERPARAMETERS[function]
-    gpt_config = GPTConfig(pretrain_dataset.vocab_size, BLOCK_SIZE, variant=variant)
-    model = GPT(gpt_config)
-    config = TrainerConfig(batch_size=hyper["batch_size"], learning_rate=hyper["learning_rate"], lr_decay=True,
-                           warmup_tokens=512 * 20, final_tokens=200 * len(pretrain_dataset) * BLOCK_SIZE,
-                           device=device, precision="fp32" if plain else "auto",
-                           compile=compile_model and not plain)
-    trainer = Trainer(model, dataset, None, config)
+    model = GPT(GPTConfig(pretrain_dataset.vocab_size, BLOCK_SIZE, variant=variant))
+    config = TrainerConfig(max_epochs=1, batch_size=hyper["batch_size"], learning_rate=hyper["learning_rate"],
+                           lr_decay=True, warmup_tokens=512 * 20, final_tokens=200 * len(pretrain_dataset) * BLOCK_SIZE,
+                           device=device, precision=precision, compile=compile_model and path_name != "plain",
+                           num_workers=num_workers)
+    return Trainer(model, dataset, None, config)
+
+
+def measure_training(variant, function, datasets, path_name, precision, steps, device, compile_model):
+    set_seed(0)
+    trainer = trainer_for(variant, function, datasets, path_name, precision, device, compile_model)
     optimizer = trainer.optimizer()
-    batches = iter(trainer.loader(dataset))
-    model.train()
+    batches = iter(trainer.loader(trainer.train_dataset))
+    trainer.model.train()
     trainer.step(optimizer, *next(batches))  # warm-up: allocation, kernel choice, compilation
-    seconds, padded, real, flops = 0.0, 0, 0, 0.0
+    seconds, padded, real, computed, flops = 0.0, 0, 0, 0, 0.0
     for _ in range(steps):
         x, y = next(batches)
         synchronize(device)
@@ -142,11 +145,33 @@ def measure_training(variant, function, datasets, plain, steps, device, compile_
         seconds += time.perf_counter() - started
         padded += y.numel()
         real += int((y != 0).sum())
-        length = y.size(1) if plain else int(trainer_module.trim_padding(x, y)[1].size(1))
-        flops += training_flops_per_position(gpt_config, length) * y.size(0) * length
-    steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
+        for rows, length in trainer_module.length_groups(row_lengths(y).tolist(), trainer.group_cost):
+            computed += len(rows) * length
+            flops += training_flops_per_position(trainer.model, length) * len(rows) * length
     return dict(ms_per_step=1000 * seconds / steps, padded_per_s=padded / seconds, real_per_s=real / seconds,
-                tflops=flops / seconds / 1e12, seconds_per_epoch=seconds / steps * steps_per_epoch)
+                computed=computed / padded, tflops=flops / seconds / 1e12)
+
+
+def one_epoch(function, variant, path_name, precision):
+    """Train one epoch through run.py on the path named (in this process); print its seconds."""
+    import run
+    with tempfile.TemporaryDirectory() as folder, path(path_name):
+        params = Path(folder) / "bench.params"
+        finetune = ["--finetune_corpus_path", str(ROOT / "birth_places_train.tsv")] if function == "finetune" else []
+        run.main([function, variant, str(ROOT / "wiki.txt"), "--writing_params_path", str(params), "--max_epochs", "1",
+                  "--precision", precision, *finetune])
+        last = Path(f"{params}.metrics.jsonl").read_text().splitlines()[-1]
+    print(f"epoch seconds: {json.loads(last)['wall_time']}")
+
+
+def measure_epoch(function, variant, path_name, precision):
+    """
+    Seconds of one epoch as run.py trains it (its data loader and workers, every step, from its
+    metrics log), in a fresh process, so that no path inherits another's memory or threads.
+    """
+    result = subprocess.run([sys.executable, __file__, "--one_epoch", function, variant, path_name, precision],
+                            capture_output=True, text=True, check=True)
+    return float(result.stdout.split("epoch seconds: ")[-1])
 
 
 def measure_evaluate(pretrain_dataset, questions, plain, device, plain_questions):
@@ -168,67 +193,80 @@ def measure_evaluate(pretrain_dataset, questions, plain, device, plain_questions
     return dict(seconds_per_500=seconds / len(prompts) * 500)
 
 
+PATHS = ["plain", "trimmed", "grouped"]
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
 def main():
-    parser = argparse.ArgumentParser(description="Fast path against plain path, on the real data.")
+    parser = argparse.ArgumentParser(description="Plain, trimmed and grouped paths on the real data.")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per configuration")
+    parser.add_argument("--epochs", type=int, default=1, help="whole pretraining epochs timed per path (0: none)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the fast path (slow to start)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the fast paths (slow to start)")
     parser.add_argument("--plain_questions", type=int, default=40,
                         help="questions the plain evaluate decodes one by one (scaled to 500)")
+    parser.add_argument("--one_epoch", nargs=4, metavar=("FUNCTION", "VARIANT", "PATH", "PRECISION"),
+                        help="(used by the epoch timing) train one epoch through run.py and print its seconds")
     args = parser.parse_args()
+    if args.one_epoch:
+        return one_epoch(*args.one_epoch)
     device = resolve_device(args.device)
     torch.manual_seed(0)
     wiki = (ROOT / "wiki.txt").read_text(encoding="utf-8")
     pretrain_dataset = CharCorruptionDataset(wiki, BLOCK_SIZE)
     finetune_dataset = NameDataset(pretrain_dataset, (ROOT / "birth_places_train.tsv").read_text(encoding="utf-8"))
+    datasets = (pretrain_dataset, finetune_dataset)
     questions = [line.split("\t")[0] for line in (ROOT / "birth_dev.tsv").read_text(encoding="utf-8").splitlines()]
-    peak = matmul_peak(device)
+    peaks = {name: matmul_peak(device, dtype) for name, dtype in PRECISIONS.items()}
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; measured matmul peak {peak:.2f} TFLOP/s; torch {torch.__version__}")
+    default, why = choose_precision("auto", device)
+    print(f"device: {name}; torch {torch.__version__}; measured matmul peak fp32 {peaks['fp32']:.3f}, "
+          f"bf16 {peaks['bf16']:.3f} TFLOP/s; default precision {default} ({why})")
 
-    rows, full_run = [], {"fast": 0.0, "plain": 0.0}
-    for variant in ["vanilla", "synthesizer"]:
+    results = {}
+    for variant in ["vanilla", "synthesizer"] if args.steps else []:
         for function in ["pretrain", "finetune"]:
-            for path in ["fast", "plain"]:
-                with plain_path() if path == "plain" else nullcontext():
-                    m = measure_training(variant, function, (pretrain_dataset, finetune_dataset), path == "plain",
-                                         args.steps, device, args.compile)
-                epochs = FULL_RUN_EPOCHS[function]
-                if function == "finetune":  # from scratch (vanilla only) and after pretraining
-                    epochs = FULL_RUN_EPOCHS["finetune from pretrained"] + (75 if variant == "vanilla" else 0)
-                m["full_run_s"] = m["seconds_per_epoch"] * epochs
-                full_run[path] += m["full_run_s"]
-                rows.append((f"{function} {variant}", path, m))
-                print_row(rows[-1], peak, flush=True)
-    for path in ["fast", "plain"]:
-        with plain_path() if path == "plain" else nullcontext():
-            m = measure_evaluate(pretrain_dataset, questions, path == "plain", device, args.plain_questions)
-        full_run[path] += 6 * m["seconds_per_500"]  # six evaluations of about 500 questions
-        rows.append(("evaluate 500 dev", path, m))
-        print_row(rows[-1], peak, flush=True)
+            for precision in PRECISIONS:
+                for path_name in PATHS:
+                    with path(path_name):
+                        m = measure_training(variant, function, datasets, path_name, precision, args.steps, device,
+                                             args.compile)
+                    results[variant, function, precision, path_name] = m
+                    print(f"{function:<8} {variant:<11} {precision} {path_name:<7} {m['ms_per_step']:8.0f} ms/step "
+                          f"{m['padded_per_s']:7.0f} pos/s padded {m['real_per_s']:7.0f} real  computes "
+                          f"{100 * m['computed']:3.0f}% of the padded positions  {m['tflops']:6.3f} TFLOP/s "
+                          f"({100 * m['tflops'] / peaks[precision]:3.0f}% of the {precision} peak)", flush=True)
+    print("\nspeed-up per step of grouped over plain / over trimmed:" if results else "")
+    for variant, function, precision, _ in list(results)[::len(PATHS)]:
+        ms = {p: results[variant, function, precision, p]["ms_per_step"] for p in PATHS}
+        print(f"  {function:<8} {variant:<11} {precision}  {ms['plain'] / ms['grouped']:5.2f}x / "
+              f"{ms['trimmed'] / ms['grouped']:5.2f}x", flush=True)
 
-    print("\nfast / plain speed-up:")
-    for (label, _, fast), (_, _, plain) in zip(rows[::2], rows[1::2]):
-        key = "ms_per_step" if "ms_per_step" in fast else "seconds_per_500"
-        print(f"  {label:<22} {plain[key] / fast[key]:5.2f}x")
-    print(f"projected handout sequence (650+650 pretraining epochs, all finetunes, six evaluations): "
-          f"fast {format_time(full_run['fast'])}, plain {format_time(full_run['plain'])}, "
-          f"{full_run['plain'] / full_run['fast']:.2f}x")
+    if args.epochs:
+        print(f"\none epoch through run.py ({NUM_WORKERS} data workers, a fresh process each; best of {args.epochs}), "
+              f"against the plain path in fp32:", flush=True)
+        configurations = [("plain", "fp32"), ("grouped", "fp32"), ("grouped", "bf16")]
+        for function in ["pretrain", "finetune"]:
+            for variant in ["vanilla", "synthesizer"]:
+                seconds = {c: [] for c in configurations}
+                for _ in range(args.epochs):  # interleaved, so that a slow spell of the machine hits all alike
+                    for path_name, precision in configurations:
+                        seconds[path_name, precision].append(measure_epoch(function, variant, path_name, precision))
+                best = {c: min(times) for c, times in seconds.items()}
+                best["grouped", "auto"] = best["grouped", default]
+                for (path_name, precision), value in best.items():
+                    print(f"  {function:<8} {variant:<11} {path_name:<7} {precision:<4} {value:7.1f} s  "
+                          f"{best['plain', 'fp32'] / value:5.2f}x", flush=True)
+
+    for path_name in ["grouped", "plain"]:
+        with path(path_name):
+            m = measure_evaluate(pretrain_dataset, questions, path_name == "plain", device, args.plain_questions)
+        print(f"evaluate 500 dev questions, {path_name}: {m['seconds_per_500']:.2f} s", flush=True)
 
 
 def format_time(seconds):
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else \
         f"{seconds / 3600:.1f} h"
-
-
-def print_row(row, peak, flush=False):
-    label, path, m = row
-    if "ms_per_step" in m:
-        print(f"{label:<22} {path:<5} {m['ms_per_step']:9.1f} ms/step  {m['padded_per_s']:9.0f} pos/s padded  "
-              f"{m['real_per_s']:9.0f} pos/s real  {m['tflops']:7.3f} TFLOP/s ({100 * m['tflops'] / peak:4.1f}% of peak)"
-              f"  full run {format_time(m['full_run_s'])}", flush=flush)
-    else:
-        print(f"{label:<22} {path:<5} {m['seconds_per_500']:9.2f} s per 500 questions", flush=flush)
 
 
 if __name__ == "__main__":
