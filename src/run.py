@@ -208,6 +208,11 @@ def run(args):
 
 
 def main(argv=None):
+    # Trained attention weights are full of denormal floats (below 1.2e-38), and a CPU
+    # multiplies them many times slower: steps with trained weights took 1.6x as long. Flushing
+    # them to zero changes no value above 1e-38. The setting is per thread and new threads
+    # inherit it, so it comes first, before any tensor work starts torch's thread pool.
+    torch.set_flush_denormal(True)
     args = parse_args(argv)
     try:
         exit_on_input_error(lambda: run(args))
