@@ -9,7 +9,7 @@ the training curves, and the analysis of the best run (what part 3 of the handou
     python handout.py --seeds 0 1 2    # the sequence once per seed; accuracies as mean ± std
 
 The full run is the handout's (650 pretraining epochs per variant). A CPU cannot do that in
-reasonable time, so there the default is a shortened run (fewer epochs, about 15 minutes on
+reasonable time, so there the default is a shortened run (fewer epochs, about 5 minutes on
 2 cores) that exercises every step; its table says so plainly. The first seed's outputs go
 to the top level (what collect_submission.sh packs); each further seed's to runs/seed-N/.
 """
