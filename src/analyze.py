@@ -25,11 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dataset import MASK_CHAR, PAD_ID, CharCorruptionDataset
-from model import GPT, GPTConfig
-from run import BLOCK_SIZE, DECODE_STEPS, load_params
+from dataset import BLOCK_SIZE, MASK_CHAR, PAD_ID, CharCorruptionDataset
+from params import add_size_flags, build_model, load_params
 from safe_io import InputError, atomic_output, exit_on_input_error, read_text
 from trainer import resolve_device
+from utils import DECODE_STEPS
 
 QUESTION_START, QUESTION_END = "Where was ", " born?"
 NAME_SUFFIXES = {"Jr", "Sr", "II", "III", "IV"}
@@ -381,6 +381,7 @@ def parse_args(argv=None):
     parser.add_argument("--json_path", help="where the JSON goes (default: the predictions path + .analysis.json)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     parser.add_argument("--examples", type=int, default=5, help="examples of each kind to show (default 5)")
+    add_size_flags(parser)
     return parser.parse_args(argv)
 
 
@@ -413,7 +414,7 @@ def analyze_files(args):
     except ValueError as error:
         raise InputError(f"pretraining corpus {args.pretrain_corpus_path}: {error}") from None
     device = resolve_device(args.device)
-    model = GPT(GPTConfig(vocabulary.vocab_size, BLOCK_SIZE, variant=args.variant)).to(device)
+    model = build_model(vocabulary.vocab_size, BLOCK_SIZE, args.variant, args).to(device)
     load_params(model, args.reading_params_path, device)
     try:
         confidences = answer_confidences(model, vocabulary.stoi, [q for q, _ in eval_pairs], predictions)

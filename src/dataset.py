@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 PAD_CHAR = "\u25A1"   # □, id 0: fills every example up to block_size and never carries loss
 MASK_CHAR = "\u2047"  # ⁇, id 1: marks where a span was cut out, and brackets every answer
 PAD_ID, MASK_ID = 0, 1
+BLOCK_SIZE = 128      # the assignment's: every example, and the model's context, is 128 characters
 
 
 class CharCorruptionDataset(Dataset):
@@ -180,7 +181,7 @@ def main():
     parser.add_argument("dataset_type", choices=["namedata", "charcorruption"],
                         help="namedata: birth_places_train.tsv; charcorruption: wiki.txt")
     args = parser.parse_args()
-    corruption_dataset = CharCorruptionDataset(open("wiki.txt", encoding="utf-8").read(), 128)
+    corruption_dataset = CharCorruptionDataset(open("wiki.txt", encoding="utf-8").read(), BLOCK_SIZE)
     if args.dataset_type == "namedata":
         dataset = NameDataset(corruption_dataset, open("birth_places_train.tsv", encoding="utf-8").read())
     else:

@@ -19,13 +19,12 @@ from pathlib import Path
 import torch
 
 import distributed
-from dataset import MASK_CHAR, CharCorruptionDataset, NameDataset, decode
-from model import GPT, GPTConfig
-from safe_io import InputError, atomic_output, check_writable, did_you_mean, exit_on_input_error, read_text
+from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset, decode
+from params import add_size_flags, build_model, load_params, save_params
+from safe_io import InputError, atomic_output, check_writable, exit_on_input_error, read_text
 from trainer import Trainer, TrainerConfig, TrainingStopped, resolve_device
-from utils import evaluate_places, greedy_decode, set_seed
+from utils import DECODE_STEPS, evaluate_places, greedy_decode, set_seed
 
-BLOCK_SIZE = 128
 HYPERPARAMETERS = {  # per function: epochs, batch size, peak learning rate
     "pretrain": dict(max_epochs=650, batch_size=128, learning_rate=6e-3),
     "finetune": dict(max_epochs=75, batch_size=256, learning_rate=6e-4),
@@ -33,7 +32,6 @@ HYPERPARAMETERS = {  # per function: epochs, batch size, peak learning rate
 }
 NUM_WORKERS = 4
 WARMUP_TOKENS = 512 * 20
-DECODE_STEPS = 32
 
 
 def final_tokens(pretrain_dataset):
@@ -59,6 +57,7 @@ def parse_args(argv=None):
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="auto: bf16 autocast on CUDA, fp32 on CPU")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model for training")
+    add_size_flags(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted pretrain or finetune from WRITING_PARAMS_PATH.checkpoint")
     parser.add_argument("--checkpoint_every", type=float, default=120,
@@ -73,51 +72,6 @@ def parse_args(argv=None):
     if missing:
         parser.error(f"{args.function} needs {' and '.join(missing)}")
     return args
-
-
-def params_variant(state_dict):
-    """Which attention a params file was trained with, from its parameter names."""
-    if any(name.endswith("attn.w1.weight") for name in state_dict):
-        return "synthesizer"
-    if any(name.endswith("attn.query.weight") for name in state_dict):
-        return "vanilla"
-    return None
-
-
-def load_params(model, path, device):
-    try:
-        state_dict = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"params file {path} does not exist{did_you_mean(path)}") from None
-    except Exception as error:
-        raise InputError(f"{path} is not a params file ({type(error).__name__} while loading it)") from None
-    found = params_variant(state_dict) if isinstance(state_dict, dict) else None
-    if found is None:
-        raise InputError(f"{path} is not a params file of this model (no attention weights in it)")
-    if found != model.variant:
-        raise InputError(f"{path} holds {found} params, but the command asks for {model.variant}: "
-                         f"run with {found}, or read a {model.variant} params file")
-    if not fits(state_dict, model.state_dict()):
-        raise InputError(f"{path} holds a model of {shape_of(state_dict)}, but this command builds one of "
-                         f"{shape_of(model.state_dict())}: read params made with this code and this corpus")
-    model.load_state_dict(state_dict, strict=True)
-
-
-def fits(state_dict, expected):
-    return state_dict.keys() == expected.keys() and all(state_dict[k].shape == expected[k].shape for k in expected)
-
-
-def shape_of(state_dict):
-    """A model's size in words, read off its params: layers, width, vocabulary and block."""
-    layers = len({name.split(".")[1] for name in state_dict if name.startswith("blocks.")})
-    vocabulary, width = state_dict["tok_emb.weight"].shape if "tok_emb.weight" in state_dict else ("?", "?")
-    block = state_dict["pos_emb"].shape[1] if "pos_emb" in state_dict else "?"
-    return f"{layers} layers, n_embd {width}, a vocabulary of {vocabulary}, block {block}"
-
-
-def save_params(model, path):
-    with atomic_output(path, "wb") as f:
-        torch.save({name: tensor.cpu() for name, tensor in model.state_dict().items()}, f)
 
 
 def train(args, model, dataset, pretrain_dataset, hyperparameters, device):
@@ -185,8 +139,7 @@ def run(args):
     device = distributed.start(resolve_device(args.device))
     pretrain_dataset = dataset_from(args.pretrain_corpus_path, "pretraining corpus",
                                     lambda text: CharCorruptionDataset(text, BLOCK_SIZE))
-    config = GPTConfig(pretrain_dataset.vocab_size, pretrain_dataset.block_size, variant=args.variant)
-    model = GPT(config).to(device)
+    model = build_model(pretrain_dataset.vocab_size, pretrain_dataset.block_size, args.variant, args).to(device)
     print(f"number of parameters: {sum(p.numel() for p in model.parameters()):,}")
 
     if args.function == "pretrain":

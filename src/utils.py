@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 from model import KVCache
 
+DECODE_STEPS = 32  # characters evaluate decodes after each question's ⁇
+
 
 def set_seed(seed):
     random.seed(seed)

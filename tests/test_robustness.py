@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 
+import params
 import run
 import trainer as trainer_module
 from conftest import ROOT
@@ -103,6 +104,38 @@ def test_bad_corpora_are_refused(tmp_path, text, words):
     assert not (tmp_path / "p.params").exists()
 
 
+def test_params_of_another_size_load_when_the_size_flags_say_it(files, tmp_path):
+    vocab_size = len(set(CORPUS)) + 2
+    small = tmp_path / "small.params"
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size, 128, n_layer=2, n_head=4, n_embd=64))
+    torch.save(model.state_dict(), small)
+    result = run_cli("evaluate", "vanilla", files["corpus"], "--reading_params_path", small, "--n_layer", "2",
+                     "--n_head", "4", "--n_embd", "64", "--eval_corpus_path", files["dev"],
+                     "--outputs_path", tmp_path / "out.predictions", "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    count = sum(p.numel() for p in model.parameters())
+    assert f"number of parameters: {count:,}" in result.stdout and count < 300_000  # not the handout's 3.2M
+    assert len((tmp_path / "out.predictions").read_text().splitlines()) == 3
+    trained = run_cli("finetune", "synthesizer", files["corpus"], "--writing_params_path", tmp_path / "s.params",
+                      "--finetune_corpus_path", files["finetune"], "--n_layer", "1", "--n_head", "2", "--n_embd", "32",
+                      *FAST, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    saved = torch.load(tmp_path / "s.params", weights_only=True)
+    assert saved["blocks.0.attn.w2"].shape == (16, 127) and "blocks.1.ln1.weight" not in saved
+
+
+def test_a_size_the_heads_cannot_split_is_refused(files, tmp_path):
+    assert_refused(finetune(files, tmp_path, None, "--n_head", "3"), "--n_layer 4 --n_head 3 --n_embd 256",
+                   "n_embd a multiple of n_head")
+    assert not (tmp_path / "out.params").exists()
+
+
+def test_the_analysis_does_not_import_the_command_line():
+    check = "import sys; sys.path.insert(0, 'src'); import analyze; sys.exit('run' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", check], cwd=ROOT, timeout=60).returncode == 0
+
+
 def test_bad_params_files_are_refused(files, tmp_path):
     def evaluate(params):
         return run_cli("evaluate", "vanilla", files["corpus"], "--reading_params_path", params,
@@ -116,7 +149,7 @@ def test_bad_params_files_are_refused(files, tmp_path):
     small = tmp_path / "small.params"
     torch.save(GPT(GPTConfig(vocab_size, 128, n_layer=2, n_embd=64)).state_dict(), small)
     assert_refused(evaluate(small), "small.params", "holds a model of 2 layers, n_embd 64",
-                   "builds one of 4 layers, n_embd 256")
+                   "builds one of 4 layers, n_embd 256", "run with --n_layer 2 --n_embd 64")
     synthesizer = tmp_path / "synthesizer.params"
     torch.save(GPT(GPTConfig(vocab_size, 128, variant="synthesizer")).state_dict(), synthesizer)
     assert_refused(evaluate(synthesizer), "holds synthesizer params", "asks for vanilla")
@@ -163,7 +196,7 @@ def test_a_crash_while_writing_leaves_no_truncated_file(files, tmp_path, monkeyp
 
     monkeypatch.setattr(torch, "save", crashing_save)
     with pytest.raises(OSError, match="disk full"):
-        run.save_params(GPT(GPTConfig(10, 16, n_layer=1, n_embd=8, n_head=2)), target)
+        params.save_params(GPT(GPTConfig(10, 16, n_layer=1, n_embd=8, n_head=2)), target)
     assert target.read_bytes() == b"earlier good params"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.params", "wiki.txt", "birth_places_train.tsv",
                                                                  "birth_dev.tsv"])

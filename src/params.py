@@ -1,0 +1,82 @@
+"""
+Params files: a model's state_dict, saved with the original's names, and loaded back only
+into a model of the same variant and size. Every command that reads or writes them (run.py,
+analyze.py) builds its model here, from the size flags they share.
+"""
+
+import torch
+
+from model import GPT, GPTConfig
+from safe_io import InputError, atomic_output, did_you_mean
+
+SIZE_FLAGS = ("n_layer", "n_head", "n_embd")  # the handout's size is GPTConfig's default: 4, 8, 256
+
+
+def add_size_flags(parser):
+    for name in SIZE_FLAGS:
+        parser.add_argument(f"--{name}", type=int, default=getattr(GPTConfig, name),
+                            help=f"model size (default {getattr(GPTConfig, name)}, the handout's); params files "
+                                 f"load only into a model of the size they were trained at")
+
+
+def build_model(vocab_size, block_size, variant, args):
+    """The GPT of the variant and of the size the flags in args give."""
+    size = {name: getattr(args, name) for name in SIZE_FLAGS}
+    if min(size.values()) < 1 or size["n_embd"] % size["n_head"]:
+        raise InputError(f"--n_layer {size['n_layer']} --n_head {size['n_head']} --n_embd {size['n_embd']}: each "
+                         f"must be at least 1, and n_embd a multiple of n_head (the heads split it)")
+    return GPT(GPTConfig(vocab_size, block_size, variant=variant, **size))
+
+
+def save_params(model, path):
+    with atomic_output(path, "wb") as f:
+        torch.save({name: tensor.cpu() for name, tensor in model.state_dict().items()}, f)
+
+
+def load_params(model, path, device):
+    try:
+        state_dict = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"params file {path} does not exist{did_you_mean(path)}") from None
+    except Exception as error:
+        raise InputError(f"{path} is not a params file ({type(error).__name__} while loading it)") from None
+    found = params_variant(state_dict) if isinstance(state_dict, dict) else None
+    if found is None:
+        raise InputError(f"{path} is not a params file of this model (no attention weights in it)")
+    if found != model.variant:
+        raise InputError(f"{path} holds {found} params, but the command asks for {model.variant}: "
+                         f"run with {found}, or read a {model.variant} params file")
+    if not fits(state_dict, model.state_dict()):
+        layers, width = size_of(state_dict)
+        raise InputError(f"{path} holds a model of {shape_of(state_dict)}, but this command builds one of "
+                         f"{shape_of(model.state_dict())}: run with --n_layer {layers} --n_embd {width} (and the "
+                         f"--n_head it was trained with), or read params made with this size and this corpus")
+    model.load_state_dict(state_dict, strict=True)
+
+
+def params_variant(state_dict):
+    """Which attention a params file was trained with, from its parameter names."""
+    if any(name.endswith("attn.w1.weight") for name in state_dict):
+        return "synthesizer"
+    if any(name.endswith("attn.query.weight") for name in state_dict):
+        return "vanilla"
+    return None
+
+
+def fits(state_dict, expected):
+    return state_dict.keys() == expected.keys() and all(state_dict[k].shape == expected[k].shape for k in expected)
+
+
+def size_of(state_dict):
+    """(layers, n_embd) read off a state_dict; '?' where it does not tell."""
+    layers = len({name.split(".")[1] for name in state_dict if name.startswith("blocks.")})
+    width = state_dict["tok_emb.weight"].shape[1] if "tok_emb.weight" in state_dict else "?"
+    return layers, width
+
+
+def shape_of(state_dict):
+    """A model's size in words, read off its params: layers, width, vocabulary and block."""
+    layers, width = size_of(state_dict)
+    vocabulary = state_dict["tok_emb.weight"].shape[0] if "tok_emb.weight" in state_dict else "?"
+    block = state_dict["pos_emb"].shape[1] if "pos_emb" in state_dict else "?"
+    return f"{layers} layers, n_embd {width}, a vocabulary of {vocabulary}, block {block}"
