@@ -34,12 +34,13 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 import attention  # noqa: E402
+import run  # noqa: E402
 import trainer as trainer_module  # noqa: E402
-from dataset import MASK_CHAR, CharCorruptionDataset, NameDataset  # noqa: E402
+from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
-from run import BLOCK_SIZE, DECODE_STEPS, HYPERPARAMETERS, NUM_WORKERS  # noqa: E402
+from run import HYPERPARAMETERS, NUM_WORKERS, WARMUP_TOKENS, final_tokens  # noqa: E402
 from trainer import Trainer, TrainerConfig, choose_precision, resolve_device, row_lengths  # noqa: E402
-from utils import greedy_decode, sample, set_seed  # noqa: E402
+from utils import DECODE_STEPS, greedy_decode, sample, set_seed  # noqa: E402
 
 def plain_vanilla_forward(self, x, layer_cache=None):
     B, T, C = x.shape
@@ -122,7 +123,7 @@ def trainer_for(variant, function, datasets, path_name, precision, device, compi
     hyper = HYPERPARAMETERS[function]
     model = GPT(GPTConfig(pretrain_dataset.vocab_size, BLOCK_SIZE, variant=variant))
     config = TrainerConfig(max_epochs=1, batch_size=hyper["batch_size"], learning_rate=hyper["learning_rate"],
-                           lr_decay=True, warmup_tokens=512 * 20, final_tokens=200 * len(pretrain_dataset) * BLOCK_SIZE,
+                           lr_decay=True, warmup_tokens=WARMUP_TOKENS, final_tokens=final_tokens(pretrain_dataset),
                            device=device, precision=precision, compile=compile_model and path_name != "plain",
                            num_workers=num_workers)
     return Trainer(model, dataset, None, config)
@@ -154,7 +155,6 @@ def measure_training(variant, function, datasets, path_name, precision, steps, d
 
 def one_epoch(function, variant, path_name, precision):
     """Train one epoch through run.py on the path named (in this process); print its seconds."""
-    import run
     with tempfile.TemporaryDirectory() as folder, path(path_name):
         params = Path(folder) / "bench.params"
         finetune = ["--finetune_corpus_path", str(ROOT / "birth_places_train.tsv")] if function == "finetune" else []

@@ -31,10 +31,10 @@ from safe_io import atomic_output
 
 # What running one more group of rows costs beyond its positions, in positions, per kind of
 # device: the fixed cost of a forward and backward pass (some hundred operator calls) and the
-# poorer speed of smaller matrix products. On 2 CPU cores, 16 to 256 all run within 10% of
-# each other (BENCHMARKS.md). On a GPU those calls are kernel launches that cost more than a
-# whole batch's positions, so there a batch stays one group, cut after its longest row, until
-# a GPU session measures otherwise.
+# poorer speed of smaller matrix products. On 2 CPU cores, 16 to 256 all run within the
+# machine's noise of each other (BENCHMARKS.md). On a GPU those calls are kernel launches
+# that cost more than a whole batch's positions, so there a batch stays one group, cut after
+# its longest row, until a GPU session measures otherwise.
 GROUP_COST = {"cpu": 64, "gpu": 128 * 127}
 
 
