@@ -4,14 +4,17 @@ London baseline) in order, writes every output under the handout's file names, e
 table of dev accuracies beside the reference figures, and writes RESULTS.md: that table,
 the training curves, and the analysis of the best run (what part 3 of the handout asks).
 
-    python handout.py                  # full length on a GPU; a shortened run on a CPU
+    python handout.py                  # the handout's run on a GPU; the CPU recipe on a CPU
     python handout.py --length full
     python handout.py --seeds 0 1 2    # the sequence once per seed; accuracies as mean ± std
 
-The full run is the handout's (650 pretraining epochs per variant). A CPU cannot do that in
-reasonable time, so there the default is a shortened run (fewer epochs, about 5 minutes on
-2 cores) that exercises every step; its table says so plainly. The first seed's outputs go
-to the top level (what collect_submission.sh packs); each further seed's to runs/seed-N/.
+The full run is the handout's (650 pretraining epochs per variant): hours on a GPU of 2021,
+days on a CPU. On a CPU the default is the CPU recipe instead: the same commands with a few
+flags added (a smaller model, fewer epochs, smaller batches, no pretraining dropout, a
+schedule that ends with the run), chosen by the sweep in BENCHMARKS.md so that on 2 cores it
+still shows what pretraining puts into the weights. Its table says which recipe ran. The
+first seed's outputs go to the top level (what collect_submission.sh packs); each further
+seed's to runs/seed-N/.
 """
 
 import argparse
@@ -25,9 +28,17 @@ from pathlib import Path
 
 import torch
 
-# the handout's epochs are 650 (pretrain), 75 (finetune from scratch), 10 (finetune after pretraining)
-SHORT_EPOCHS = {"pretrain": 2, "finetune": 3, "finetune from pretrained": 3}
-
+# The CPU recipe: flags added to the handout's commands, per kind of step ("model": every
+# command that builds the model). Chosen on birth_dev.tsv by bench/recipe_sweep.py; every
+# setting tried, with its cost and accuracy, is in BENCHMARKS.md ("A CPU recipe"). The data
+# loader's workers cost more than they save for so small a model on 2 cores.
+CPU_RECIPE = {
+    "model": ["--n_layer", "2", "--n_head", "8", "--n_embd", "128"],
+    "pretrain": ["--max_epochs", "60", "--batch_size", "8", "--learning_rate", "1e-3", "--dropout", "0",
+                 "--cosine_epochs", "60", "--num_workers", "0"],
+    "finetune": ["--num_workers", "0"],
+    "finetune from pretrained": ["--num_workers", "0"],
+}
 REFERENCE = {  # run: (handout's answer, a public 2021 run), dev accuracy in percent
     "London baseline": ("5.0", "5.0"),
     "vanilla, no pretraining": ("1.0", "1.4"),
@@ -39,7 +50,7 @@ RESULTS_FOLDER = Path("results")
 
 
 def handout_steps():
-    """(table row or None, the command's arguments, epochs key or None) in the handout's order."""
+    """(table row or None, the command's arguments, kind of training or None) in the handout's order."""
     steps = [
         (None, ["src/run.py", "finetune", "vanilla", "wiki.txt", "--writing_params_path", "vanilla.model.params",
                 "--finetune_corpus_path", "birth_places_train.tsv"], "finetune"),
@@ -101,16 +112,27 @@ def accuracy(output):
     return float(match.group(1)) if match else None
 
 
-def run_sequence(seed, folder, short, device):
-    """The handout's sequence once; returns ({table row: dev accuracy}, seconds)."""
+def recipe_flags(recipe, training):
+    """What a recipe adds to a src/run.py command: the model's flags, and the training's (None: evaluate)."""
+    return recipe.get("model", []) + (recipe.get(training, []) if training else [])
+
+
+def describe(recipe):
+    if not recipe:
+        return "the handout's full run (650 pretraining epochs per variant, the handout's model and flags)"
+    return "the CPU recipe, the handout's commands with these flags added: " + "; ".join(
+        f"{'every command' if kind == 'model' else kind} `{' '.join(flags)}`" for kind, flags in recipe.items())
+
+
+def run_sequence(seed, folder, recipe, device):
+    """The handout's sequence once, with the recipe's flags; returns ({table row: dev accuracy}, seconds)."""
     folder.mkdir(parents=True, exist_ok=True)
     results, seconds = {}, 0.0
-    for row, arguments, epochs_key in handout_steps():
+    for row, arguments, training in handout_steps():
         extra = []
         if arguments[0] == "src/run.py":
-            if short and epochs_key is not None:
-                extra += ["--max_epochs", str(SHORT_EPOCHS[epochs_key])]
-            if seed != 0 and epochs_key is not None:
+            extra += recipe_flags(recipe, training)
+            if seed != 0 and training is not None:
                 extra += ["--seed", str(seed)]
             if device != "auto":
                 extra += ["--device", device]
@@ -161,22 +183,23 @@ def make_figures():
     return figures
 
 
-def analyse_best(results):
+def analyse_best(results, recipe):
     """Analysis of the pretrained model with the best dev accuracy; returns (variant, report text)."""
     variant = max(["vanilla", "synthesizer"], key=lambda v: results[f"{v}, pretrain + finetune"] or 0.0)
     json_path = RESULTS_FOLDER / f"{variant}.pretrain.dev.analysis.json"
     output, _, _ = run_step(["src/analyze.py", variant, "wiki.txt", "--reading_params_path",
                              f"{variant}.finetune.params", "--eval_corpus_path", "birth_dev.tsv",
                              "--predictions_path", f"{variant}.pretrain.dev.predictions",
-                             "--finetune_corpus_path", "birth_places_train.tsv", "--json_path", str(json_path)])
+                             "--finetune_corpus_path", "birth_places_train.tsv", "--json_path", str(json_path),
+                             *recipe_flags(recipe, None)])
     return variant, output
 
 
-def write_results(header, rows, seeds, short, minutes, device_name, figures, analysed_variant, analysis):
-    length = (f"**Shortened run** ({SHORT_EPOCHS['pretrain']} pretraining epochs instead of 650, "
-              f"{SHORT_EPOCHS['finetune']} finetuning epochs instead of 75 and 10): its accuracies are not the "
-              f"handout's and not comparable with the reference figures; `python handout.py --length full` on a "
-              f"GPU makes the real ones." if short else "Full-length run: the handout's epochs.")
+def write_results(header, rows, seeds, recipe, minutes, device_name, figures, analysed_variant, analysis):
+    length = (f"**{describe(recipe).capitalize()}.** A smaller model trained for far less than the handout's: "
+              f"its accuracies show what pretraining does, but they are not the handout's figures; "
+              f"`python handout.py --length full` on a GPU makes those." if recipe
+              else f"{describe(recipe).capitalize()}.")
     figure_lines = "\n\n".join(f"![{path.stem}]({path.as_posix()})" for path in figures) or \
         "(no figures: matplotlib is not installed; `pip install matplotlib`, then run `python handout.py` again)"
     text = f"""# Results
@@ -208,35 +231,33 @@ to `{RESULTS_FOLDER.as_posix()}/{analysed_variant}.pretrain.dev.analysis.json`, 
 
 def main():
     parser = argparse.ArgumentParser(description="Run the handout's whole command sequence and tabulate it.")
-    parser.add_argument("--length", choices=["auto", "full", "short"], default="auto",
-                        help="auto: full on a CUDA GPU, short on a CPU")
+    parser.add_argument("--length", choices=["auto", "full", "cpu"], default="auto",
+                        help="full: the handout's run; cpu: the CPU recipe (see CPU_RECIPE); auto: full on a "
+                             "CUDA GPU, cpu otherwise")
     parser.add_argument("--device", default="auto", help="passed to every src/run.py command")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="run the sequence once per seed")
     args = parser.parse_args()
     has_gpu = torch.cuda.is_available() if args.device == "auto" else args.device.startswith("cuda")
-    short = args.length == "short" or (args.length == "auto" and not has_gpu)
-    if short:
-        print(f"No GPU: a shortened run ({SHORT_EPOCHS['pretrain']} pretraining epochs instead of 650, "
-              f"{SHORT_EPOCHS['finetune']} finetuning epochs instead of 75 and 10). "
-              "Its accuracies are not the handout's; run `python handout.py --length full` on a GPU for those.")
+    recipe = CPU_RECIPE if args.length == "cpu" or (args.length == "auto" and not has_gpu) else {}
+    print(f"Running {describe(recipe)}.")
 
     results_by_seed, seconds = [], 0.0
     for index, seed in enumerate(args.seeds):
         folder = Path(".") if index == 0 else Path("runs") / f"seed-{seed}"
-        results, sequence_seconds = run_sequence(seed, folder, short, args.device)
+        results, sequence_seconds = run_sequence(seed, folder, recipe, args.device)
         results_by_seed.append(results)
         seconds += sequence_seconds
 
     RESULTS_FOLDER.mkdir(exist_ok=True)
     figures = make_figures()
-    analysed_variant, analysis = analyse_best(results_by_seed[0])
+    analysed_variant, analysis = analyse_best(results_by_seed[0], recipe)
     header, rows = accuracy_table(results_by_seed)
     device_name = torch.cuda.get_device_name() if has_gpu else f"a CPU ({torch.get_num_threads()} threads)"
-    write_results(header, rows, args.seeds, short, seconds / 60, device_name, figures, analysed_variant, analysis)
+    write_results(header, rows, args.seeds, recipe, seconds / 60, device_name, figures, analysed_variant, analysis)
 
-    length = "SHORTENED run (fewer epochs: not comparable)" if short else "full-length run"
     seeds = f", seeds {' '.join(map(str, args.seeds))}" if len(args.seeds) > 1 else ""
-    print(f"\nDev accuracy (%), {length}{seeds}, {seconds / 60:.1f} minutes of training and evaluation:")
+    print(f"\nDev accuracy (%) of {describe(recipe)}{seeds}, {seconds / 60:.1f} minutes of training and "
+          f"evaluation:")
     print(text_table(header, rows))
     print("\nRESULTS.md: this table, the training curves and the analysis of the best pretrained run.")
 

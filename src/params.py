@@ -19,13 +19,13 @@ def add_size_flags(parser):
                                  f"load only into a model of the size they were trained at")
 
 
-def build_model(vocab_size, block_size, variant, args):
-    """The GPT of the variant and of the size the flags in args give."""
+def build_model(vocab_size, block_size, variant, args, **config):
+    """The GPT of the variant and of the size the flags in args give; config overrides the rest."""
     size = {name: getattr(args, name) for name in SIZE_FLAGS}
     if min(size.values()) < 1 or size["n_embd"] % size["n_head"]:
         raise InputError(f"--n_layer {size['n_layer']} --n_head {size['n_head']} --n_embd {size['n_embd']}: each "
                          f"must be at least 1, and n_embd a multiple of n_head (the heads split it)")
-    return GPT(GPTConfig(vocab_size, block_size, variant=variant, **size))
+    return GPT(GPTConfig(vocab_size, block_size, variant=variant, **size, **config))
 
 
 def save_params(model, path):

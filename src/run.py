@@ -34,8 +34,16 @@ NUM_WORKERS = 4
 WARMUP_TOKENS = 512 * 20
 
 
-def final_tokens(pretrain_dataset):
-    return 200 * len(pretrain_dataset) * BLOCK_SIZE
+def final_tokens(pretrain_dataset, train_dataset=None, cosine_epochs=None):
+    """
+    Where the cosine reaches its floor, in tokens. The handout's: 200 epochs of the pretraining
+    corpus, whatever is trained (a finetuning run of 10 or 75 epochs barely decays). With
+    cosine_epochs, the cosine ends after that many epochs of the data being trained on, so a
+    short run gets a whole schedule rather than the first few percent of the handout's.
+    """
+    if cosine_epochs is None:
+        return 200 * len(pretrain_dataset) * BLOCK_SIZE
+    return round(cosine_epochs * len(train_dataset) * BLOCK_SIZE)
 
 
 def parse_args(argv=None):
@@ -51,6 +59,13 @@ def parse_args(argv=None):
     parser.add_argument("--max_epochs", type=int, help="override the epochs of the function (650 / 75 / 10)")
     parser.add_argument("--batch_size", type=int, help="override the batch size (128 / 256)")
     parser.add_argument("--learning_rate", type=float, help="override the peak learning rate (6e-3 / 6e-4)")
+    parser.add_argument("--dropout", type=float,
+                        help="override the dropout of embeddings, attention and residuals (0.1 each)")
+    parser.add_argument("--weight_decay", type=float,
+                        help="override AdamW's weight decay of the matrix weights (0.1)")
+    parser.add_argument("--cosine_epochs", type=float,
+                        help="end the learning rate's cosine after this many epochs of the training data "
+                             "(default: the handout's, 200 epochs of the pretraining corpus)")
     parser.add_argument("--num_workers", type=int, default=NUM_WORKERS, help="data loader processes (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
@@ -75,10 +90,11 @@ def parse_args(argv=None):
 
 
 def train(args, model, dataset, pretrain_dataset, hyperparameters, device):
-    overrides = {name: getattr(args, name) for name in ("max_epochs", "batch_size", "learning_rate")
+    overrides = {name: getattr(args, name) for name in ("max_epochs", "batch_size", "learning_rate", "weight_decay")
                  if getattr(args, name) is not None}
     config = TrainerConfig(**{**hyperparameters, **overrides}, lr_decay=True, warmup_tokens=WARMUP_TOKENS,
-                           final_tokens=final_tokens(pretrain_dataset), num_workers=args.num_workers,
+                           final_tokens=final_tokens(pretrain_dataset, dataset, args.cosine_epochs),
+                           num_workers=args.num_workers,
                            device=device, precision=args.precision, compile=args.compile,
                            metrics_path=f"{args.writing_params_path}.metrics.jsonl",
                            checkpoint_path=f"{args.writing_params_path}.checkpoint",
@@ -139,7 +155,10 @@ def run(args):
     device = distributed.start(resolve_device(args.device))
     pretrain_dataset = dataset_from(args.pretrain_corpus_path, "pretraining corpus",
                                     lambda text: CharCorruptionDataset(text, BLOCK_SIZE))
-    model = build_model(pretrain_dataset.vocab_size, pretrain_dataset.block_size, args.variant, args).to(device)
+    dropout = {} if args.dropout is None else dict(embd_pdrop=args.dropout, resid_pdrop=args.dropout,
+                                                   attn_pdrop=args.dropout)
+    model = build_model(pretrain_dataset.vocab_size, pretrain_dataset.block_size, args.variant, args,
+                        **dropout).to(device)
     print(f"number of parameters: {sum(p.numel() for p in model.parameters()):,}")
 
     if args.function == "pretrain":

@@ -464,6 +464,31 @@ def test_optional_flags_override_the_table(files, recording, tmp_path):
     assert (config.max_epochs, config.batch_size, config.learning_rate, config.num_workers) == (3, 5, 0.25, 0)
 
 
+def dropouts(model):
+    return {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
+
+
+@pytest.mark.parametrize("function", ["pretrain", "finetune"])
+def test_dropout_weight_decay_and_cosine_flags_for_a_short_run(files, recording, tmp_path, function):
+    args = [function, "vanilla", str(files["corpus"]), "--writing_params_path", str(tmp_path / "p")]
+    if function == "finetune":
+        args += ["--finetune_corpus_path", str(files["finetune"])]
+    run.main(args)
+    run.main(args + ["--dropout", "0", "--weight_decay", "0.03", "--cosine_epochs", "300", "--max_epochs", "300"])
+    (default_model, _, _, default_config), (model, train_dataset, _, config) = recording
+    assert dropouts(default_model) == {0.1} and dropouts(model) == {0.0}
+    assert (default_config.weight_decay, config.weight_decay) == (0.1, 0.03)
+    # the handout's cosine ends after 200 epochs of the corpus, whatever is trained; with the
+    # flag it ends after that many epochs of the training data (the finetuning file, there)
+    assert default_config.final_tokens == 200 * corpus_documents(files) * 128
+    assert config.final_tokens == 300 * len(train_dataset) * 128
+    assert len(train_dataset) == (corpus_documents(files) if function == "pretrain" else len(FINETUNE))
+    run_end = 300 * len(train_dataset) * 127  # tokens counted over the run: 127 targets per example
+    rates = [trainer_module.learning_rate_at(tokens, config) for tokens in range(512 * 20, run_end + 1, 100)]
+    assert rates[0] == config.learning_rate and rates[-1] == pytest.approx(0.1 * config.learning_rate)
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+
+
 @pytest.mark.parametrize("extra, epochs, steps", [
     ([], 1, 2),                                          # 16 lines, batches of 8, one epoch
     (["--max_epochs", "2"], 2, 4),

@@ -85,3 +85,19 @@ def test_notebook_trains_and_samples_at_tiny_size(demo_importable, monkeypatch):
     loss_before, loss_after = namespace["loss_before"], namespace["loss_after"]
     assert math.isfinite(loss_before) and math.isfinite(loss_after)
     assert loss_after < loss_before
+
+
+@pytest.mark.parametrize("cuda, size, schedule", [
+    (True, (128, 8, 8, 512), (512, 2, None, 6e-4)),       # the original's, on a GPU
+    (False, (128, 4, 4, 128), (64, 1, 30_000, 3e-3)),     # minutes on a 2-core CPU
+])
+def test_notebook_size_follows_the_machine(monkeypatch, cuda, size, schedule):
+    monkeypatch.delenv("MINGPT_DEMO_TINY", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    settings = code_cells(json.loads(NOTEBOOK.read_text(encoding="utf-8")))[1]
+    namespace = {"os": __import__("os"), "torch": torch}
+    exec(compile("".join(settings["source"]), "settings cell", "exec"), namespace)
+    names = ["block_size", "n_layer", "n_head", "n_embd", "batch_size", "max_epochs", "chunks_per_epoch",
+             "learning_rate"]
+    assert tuple(namespace[name] for name in names) == size + schedule
+    assert namespace["text_length"] is None  # all of wiki.txt

@@ -49,3 +49,43 @@ def test_the_text_table_lines_up():
     lines = text.splitlines()
     assert lines[0] == "run              x"
     assert lines[2] == "London baseline  5.0"
+
+
+def recorded_sequence(monkeypatch, seed, recipe):
+    commands = []
+
+    def run_step(arguments, check=True):
+        commands.append(arguments)
+        return "Correct: 10.0 out of 500.0: 2.0%\n", 1.5, 0
+
+    monkeypatch.setattr(handout, "run_step", run_step)
+    results, seconds = handout.run_sequence(seed, Path("."), recipe, "auto")
+    return commands, results, seconds
+
+
+def test_the_full_run_is_the_handouts_commands_unchanged(monkeypatch):
+    commands, results, seconds = recorded_sequence(monkeypatch, 0, {})
+    assert commands == [arguments for _, arguments, _ in handout.handout_steps()]
+    assert results == {name: 2.0 for name in handout.REFERENCE} and seconds == 1.5 * len(commands)
+
+
+def test_a_recipe_adds_its_flags_to_each_kind_of_step(monkeypatch):
+    recipe = {"model": ["--n_layer", "2"], "pretrain": ["--max_epochs", "7"], "finetune": ["--max_epochs", "5"],
+              "finetune from pretrained": ["--max_epochs", "3"]}
+    commands, _, _ = recorded_sequence(monkeypatch, 4, recipe)
+    for (_, arguments, training), command in zip(handout.handout_steps(), commands):
+        if arguments[0] != "src/run.py":
+            assert command == arguments  # the London baseline builds no model
+        elif training is None:
+            assert command == arguments + ["--n_layer", "2"]  # evaluate: the model's size only
+        else:
+            assert command == arguments + ["--n_layer", "2"] + recipe[training] + ["--seed", "4"]
+
+
+def test_the_recipe_is_described_by_its_flags():
+    assert handout.describe({}).startswith("the handout's full run")
+    assert handout.describe({"model": ["--n_layer", "2"], "pretrain": ["--max_epochs", "7"]}) == (
+        "the CPU recipe, the handout's commands with these flags added: every command `--n_layer 2`; "
+        "pretrain `--max_epochs 7`")
+    for flags in handout.CPU_RECIPE.values():
+        assert " ".join(flags) in handout.describe(handout.CPU_RECIPE)
