@@ -11,10 +11,10 @@ the training curves, and the analysis of the best run (what part 3 of the handou
 The full run is the handout's (650 pretraining epochs per variant): hours on a GPU of 2021,
 days on a CPU. On a CPU the default is the CPU recipe instead: the same commands with a few
 flags added (a smaller model, fewer epochs, smaller batches, no pretraining dropout, a
-schedule that ends with the run), chosen by the sweep in BENCHMARKS.md so that on 2 cores it
-still shows what pretraining puts into the weights. Its table says which recipe ran. The
-first seed's outputs go to the top level (what collect_submission.sh packs); each further
-seed's to runs/seed-N/.
+schedule that ends with the run), chosen by the sweep in BENCHMARKS.md as what pretrains
+furthest in about 22 minutes of 2 cores. That is measured to be too little pretraining to
+lift dev accuracy; its table says which recipe ran. The first seed's outputs go to the top
+level (what collect_submission.sh packs); each further seed's to runs/seed-N/.
 """
 
 import argparse
@@ -196,10 +196,12 @@ def analyse_best(results, recipe):
 
 
 def write_results(header, rows, seeds, recipe, minutes, device_name, figures, analysed_variant, analysis):
-    length = (f"**{describe(recipe).capitalize()}.** A smaller model trained for far less than the handout's: "
-              f"its accuracies show what pretraining does, but they are not the handout's figures; "
-              f"`python handout.py --length full` on a GPU makes those." if recipe
-              else f"{describe(recipe).capitalize()}.")
+    sentence = describe(recipe)[0].upper() + describe(recipe)[1:]
+    length = (f"**{sentence}.** A smaller model, pretrained for far less than the "
+              f"handout's: its accuracies are what this much pretraining gives (BENCHMARKS.md, \"A CPU recipe\", "
+              f"has the sweep behind it), not the handout's figures; `python handout.py --length full` on a GPU "
+              f"makes those." if recipe
+              else f"{sentence}.")
     figure_lines = "\n\n".join(f"![{path.stem}]({path.as_posix()})" for path in figures) or \
         "(no figures: matplotlib is not installed; `pip install matplotlib`, then run `python handout.py` again)"
     text = f"""# Results

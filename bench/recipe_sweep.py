@@ -5,6 +5,7 @@ append what it cost and scored to bench/recipe_sweep.jsonl. The test file is nev
 
     python bench/recipe_sweep.py --tag e40 --n_layer 2 --n_embd 128 --pretrain_epochs 40
     python bench/recipe_sweep.py --table      # every point recorded so far, as markdown
+    python bench/recipe_sweep.py --plot results/recipe_sweep.png
 
 Run with --threads 1 to put two points side by side on 2 cores; the record keeps the thread
 count, so CPU minutes are wall minutes × threads.
@@ -86,9 +87,7 @@ def sweep_point(args):
               "n_layer": args.n_layer, "n_head": args.n_head, "n_embd": args.n_embd, "commands": []}
     finetune = ["finetune", *common, "--finetune_corpus_path", "birth_places_train.tsv",
                 "--writing_params_path", str(folder / "finetune.params"), "--max_epochs", str(args.finetune_epochs),
-                "--learning_rate", str(args.finetune_lr), "--batch_size", str(args.finetune_batch)]
-    if args.finetune_cosine:
-        finetune += ["--cosine_epochs", str(args.finetune_epochs)]
+                "--learning_rate", str(args.finetune_lr), "--dropout", str(args.finetune_dropout)]
     if args.pretrained:  # another point's pretraining, finetuned differently
         source = json.loads([line for line in RECORDS.read_text().splitlines()
                              if json.loads(line)["tag"] == args.pretrained][-1])
@@ -101,7 +100,7 @@ def sweep_point(args):
                     "--max_epochs", str(args.pretrain_epochs), "--batch_size", str(args.pretrain_batch),
                     "--learning_rate", str(args.pretrain_lr), "--dropout", str(args.dropout),
                     "--weight_decay", str(args.weight_decay),
-                    "--cosine_epochs", str(args.pretrain_epochs * args.cosine_fraction)]
+                    "--cosine_epochs", str(args.pretrain_epochs)]
         _, seconds = run(pretrain, args.threads)
         record.update(pretrain_minutes=seconds / 60,
                       pretrain_loss=last_epoch_loss(folder / "pretrain.params.metrics.jsonl"))
@@ -109,9 +108,9 @@ def sweep_point(args):
             folder / "pretrain.params", args.variant, {k: record[k] for k in ("n_layer", "n_head", "n_embd")})
         record["commands"].append(pretrain)
         finetune += ["--reading_params_path", str(folder / "pretrain.params")]
-    finetune += ["--dropout", str(args.finetune_dropout)]
     _, seconds = run(finetune, args.threads)
-    record.update(finetune_minutes=seconds / 60, finetune_loss=last_epoch_loss(folder / "finetune.params.metrics.jsonl"))
+    record.update(finetune_minutes=seconds / 60,
+                  finetune_loss=last_epoch_loss(folder / "finetune.params.metrics.jsonl"))
     evaluate = ["evaluate", *common[:-2], "--reading_params_path", str(folder / "finetune.params"),
                 "--eval_corpus_path", "birth_dev.tsv", "--outputs_path", str(folder / "dev.predictions")]
     output, seconds = run(evaluate, args.threads)
@@ -150,7 +149,7 @@ def plot(path):
     import matplotlib.pyplot as plt
 
     records = [json.loads(line) for line in RECORDS.read_text().splitlines()]
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     for r in records:
         minutes = r.get("pretrain_minutes", 0.0) * r["threads"]
         axes[0].plot(minutes, r["dev_accuracy"], "o", color="C1" if "pretrained" in r else "C0")
@@ -162,11 +161,11 @@ def plot(path):
             axes[1].annotate(r["tag"], (minutes, recall), fontsize=6, xytext=(3, 2), textcoords="offset points")
     axes[0].axhline(5.0, color="gray", linestyle="--", linewidth=0.8, label='"London" for everyone')
     axes[0].set(xlabel="CPU minutes of pretraining (wall minutes × threads)", ylabel="dev accuracy (%)",
-                title="pretrain + finetune (orange: another finetuning of a pretraining)")
+                title="dev accuracy (orange: another finetuning)")
     axes[0].legend(fontsize=8)
     axes[1].set(xlabel="CPU minutes of pretraining (wall minutes × threads)",
                 ylabel="places completed from the wiki line (%)",
-                title="what the pretrained weights hold (dev people)")
+                title="pretrained recall of dev places")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     print(path)
@@ -190,13 +189,9 @@ def main():
     parser.add_argument("--pretrain_lr", type=float, default=6e-3)
     parser.add_argument("--dropout", type=float, default=0.1, help="pretraining dropout")
     parser.add_argument("--weight_decay", type=float, default=0.1, help="pretraining weight decay")
-    parser.add_argument("--cosine_fraction", type=float, default=1.0,
-                        help="the pretraining cosine ends after this fraction of its epochs")
     parser.add_argument("--finetune_epochs", type=int, default=10)
-    parser.add_argument("--finetune_batch", type=int, default=256)
     parser.add_argument("--finetune_lr", type=float, default=6e-4)
     parser.add_argument("--finetune_dropout", type=float, default=0.1)
-    parser.add_argument("--finetune_cosine", action="store_true", help="a cosine that ends with the finetuning")
     args = parser.parse_args()
     if args.table:
         table()

@@ -89,3 +89,34 @@ def test_the_recipe_is_described_by_its_flags():
         "pretrain `--max_epochs 7`")
     for flags in handout.CPU_RECIPE.values():
         assert " ".join(flags) in handout.describe(handout.CPU_RECIPE)
+
+
+def test_run_py_accepts_every_command_of_the_cpu_recipe():
+    import run
+    from params import build_model
+
+    for _, arguments, training in handout.handout_steps():
+        if arguments[0] != "src/run.py":
+            continue
+        args = run.parse_args(arguments[1:] + handout.recipe_flags(handout.CPU_RECIPE, training))
+        assert (args.n_layer, args.n_head, args.n_embd) == (2, 8, 128)
+        if training == "pretrain":
+            assert (args.max_epochs, args.batch_size, args.learning_rate, args.dropout, args.cosine_epochs,
+                    args.num_workers) == (60, 8, 1e-3, 0.0, 60.0, 0)
+        elif training is not None:  # the handout's finetunings, without worker processes
+            assert (args.max_epochs, args.learning_rate, args.dropout, args.num_workers) == (None, None, None, 0)
+    model = build_model(256, 128, "vanilla", args)
+    d, vocabulary, block = 128, 256, 128
+    per_layer = 4 * (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d) + 2 * 2 * d  # attention, MLP, 2 LayerNorms
+    embeddings_and_head = vocabulary * d + block * d + 2 * d + d * vocabulary
+    assert sum(p.numel() for p in model.parameters()) == 2 * per_layer + embeddings_and_head
+
+
+def test_results_md_names_the_recipe_that_ran(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    header, rows = handout.accuracy_table([{name: 1.0 for name in handout.REFERENCE}])
+    for recipe, opening in [(handout.CPU_RECIPE, "**The CPU recipe, the handout's commands with these flags added: "
+                                                 "every command `--n_layer 2 --n_head 8 --n_embd 128`;"),
+                            ({}, "The handout's full run (650 pretraining epochs per variant")]:
+        handout.write_results(header, rows, [0], recipe, 22.1, "a CPU", [], "vanilla", "report")
+        assert Path("RESULTS.md").read_text(encoding="utf-8").split("\n")[4].startswith(opening)
