@@ -25,10 +25,10 @@ import torch
 RECORDS = Path(__file__).with_name("recipe_sweep.jsonl")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from dataset import BLOCK_SIZE, CharCorruptionDataset  # noqa: E402
-from model import GPT, GPTConfig  # noqa: E402
-
-QUESTION_START, QUESTION_END = "Where was ", " born?"
+from analyze import person_name  # noqa: E402
+from dataset import BLOCK_SIZE, CharCorruptionDataset, decode  # noqa: E402
+from params import build_model, load_params  # noqa: E402
+from utils import greedy_decode  # noqa: E402
 
 
 def last_epoch_loss(metrics_path):
@@ -38,7 +38,6 @@ def last_epoch_loss(metrics_path):
     return sum(last) / len(last)
 
 
-@torch.no_grad()
 def pretrained_recall(params_path, variant, size):
     """
     What the pretrained weights hold, before any finetuning: for each dev person whose place
@@ -48,24 +47,22 @@ def pretrained_recall(params_path, variant, size):
     """
     text = Path("wiki.txt").read_text(encoding="utf-8")
     corpus = CharCorruptionDataset(text, BLOCK_SIZE)
-    model = GPT(GPTConfig(corpus.vocab_size, BLOCK_SIZE, variant=variant, **size))
-    model.load_state_dict(torch.load(params_path, weights_only=True))
-    model.eval()
+    model = build_model(corpus.vocab_size, BLOCK_SIZE, variant, argparse.Namespace(**size))
+    load_params(model, params_path, "cpu")
     lines = {line.split(".")[0]: line for line in text.split("\n")}
-    probed = completed = 0
+    prompts, places = [], []
     for row in Path("birth_dev.tsv").read_text(encoding="utf-8").splitlines():
         question, place = row.split("\t")
-        line = lines.get(question[len(QUESTION_START):-len(QUESTION_END)], "")
+        line = lines.get(person_name(question), "")
         at = line[:int(BLOCK_SIZE * 7 / 8)].find(place)
-        if at <= 0:
-            continue
-        probed += 1
-        ids = torch.tensor([[corpus.stoi[ch] for ch in line[:at]]])
-        for _ in place:
-            logits, _ = model(ids[:, -BLOCK_SIZE:])
-            ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-        completed += "".join(corpus.itos[int(i)] for i in ids[0, at:]) == place
-    return probed, completed
+        if at > 0:
+            prompts.append(torch.tensor([corpus.stoi[ch] for ch in line[:at]]))
+            places.append(place)
+    # greedy decoding is the same step by step however far it goes, so one length serves all
+    completions = greedy_decode(model, prompts, max(map(len, places)))
+    completed = sum(decode(corpus.itos, c[len(p):len(p) + len(place)]) == place
+                    for c, p, place in zip(completions, prompts, places))
+    return len(places), completed
 
 
 def run(arguments, threads):
