@@ -7,6 +7,7 @@ the training curves, and the analysis of the best run (what part 3 of the handou
     python handout.py                  # the handout's run on a GPU; the CPU recipe on a CPU
     python handout.py --length full
     python handout.py --seeds 0 1 2    # the sequence once per seed; accuracies as mean ± std
+    timeout 540 python handout.py --length full    # again and again, until it exits with status 0
 
 The full run is the handout's (650 pretraining epochs per variant): hours on a GPU of 2021,
 days on a CPU. On a CPU the default is the CPU recipe instead: the same commands with a few
@@ -15,11 +16,24 @@ schedule that ends with the run), chosen by the sweep in BENCHMARKS.md as what p
 furthest in about 22 minutes of 2 cores. That is measured to be too little pretraining to
 lift dev accuracy; its table says which recipe ran. The first seed's outputs go to the top
 level (what collect_submission.sh packs); each further seed's to runs/seed-N/.
+
+Stopped (Ctrl-C, a kill, SIGTERM from `timeout`, a lost machine), the same command run again
+goes on where it stopped. Each sequence folder has a ledger, handout.steps.json, recording
+every step: its command, the SHA-256 of its input and output files, its stdout, its seconds
+and whether it finished. A step done before with the same command and inputs, whose outputs
+are as it left them, is skipped; a training step stopped before it finished resumes from its
+checkpoint (run.py --resume); any other step runs afresh. A changed flag, or a missing or
+damaged output, thus redoes that step, and the steps that read what it makes are redone when
+it comes out different. The table covers every step, from this run or before.
 """
 
 import argparse
+import hashlib
+import json
+import os
 import re
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -28,16 +42,17 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))  # src/ holds scripts, not a package
+from safe_io import InputError, atomic_output, exit_on_input_error
+
 # The CPU recipe: flags added to the handout's commands, per kind of step ("model": every
 # command that builds the model). Chosen on birth_dev.tsv by bench/recipe_sweep.py; every
-# setting tried, with its cost and accuracy, is in BENCHMARKS.md ("A CPU recipe"). The data
-# loader's workers cost more than they save for so small a model on 2 cores.
+# setting tried, with its cost and accuracy, is in BENCHMARKS.md ("A CPU recipe"). The
+# finetunings are the handout's.
 CPU_RECIPE = {
     "model": ["--n_layer", "2", "--n_head", "8", "--n_embd", "128"],
     "pretrain": ["--max_epochs", "60", "--batch_size", "8", "--learning_rate", "1e-3", "--dropout", "0",
-                 "--cosine_epochs", "60", "--num_workers", "0"],
-    "finetune": ["--num_workers", "0"],
-    "finetune from pretrained": ["--num_workers", "0"],
+                 "--cosine_epochs", "60"],
 }
 REFERENCE = {  # run: (handout's answer, a public 2021 run), dev accuracy in percent
     "London baseline": ("5.0", "5.0"),
@@ -45,8 +60,12 @@ REFERENCE = {  # run: (handout's answer, a public 2021 run), dev accuracy in per
     "vanilla, pretrain + finetune": ("30 (>= 10 expected)", "23.0"),
     "synthesizer, pretrain + finetune": ("9.8 (>= 5 on test required)", "14.4"),
 }
-OUTPUT_FLAGS = ("--writing_params_path", "--reading_params_path", "--outputs_path")
+FOLDER_FLAGS = ("--writing_params_path", "--reading_params_path", "--outputs_path")  # files of the sequence's own
+INPUT_FLAGS = ("--reading_params_path", "--finetune_corpus_path", "--eval_corpus_path")
 RESULTS_FOLDER = Path("results")
+LEDGER_NAME = "handout.steps.json"  # in each sequence folder: what its steps did (see read_ledger)
+RECORD_KEYS = {"command", "inputs", "outputs", "stdout", "seconds", "finished"}
+ACCURACY_LINE = re.compile(r"^Correct: \S+ out of \S+: (\S+)%$", re.MULTILINE)
 
 
 def handout_steps():
@@ -84,32 +103,183 @@ def in_folder(arguments, folder):
     """The same command with its params and predictions files in folder (the data stay where they are)."""
     if folder == Path("."):
         return list(arguments)
-    return [str(folder / value) if flag in OUTPUT_FLAGS else value
+    return [str(folder / value) if flag in FOLDER_FLAGS else value
             for flag, value in zip([None, *arguments], arguments)]
 
 
+class StepStopped(Exception):
+    """A step that did not finish: a signal came (signum; returncode None: before it started), or it failed."""
+
+    def __init__(self, signum, returncode, output, seconds):
+        super().__init__(f"stopped by signal {signum}" if signum else f"failed with exit status {returncode}")
+        self.signum, self.returncode, self.output, self.seconds = signum, returncode, output, seconds
+
+
+class StopSignals:
+    """
+    Ctrl-C and SIGTERM while handout.py runs (main catches them for the whole run): a running
+    step stops the way it stops alone (a training step finishes its current batch and keeps its
+    checkpoint), then handout.py records it and stops; between steps, it stops before the next.
+    Ctrl-C from the terminal reaches the step by itself (it is in the same process group), while
+    SIGTERM may be meant for handout.py alone (`kill PID`, `timeout --foreground`, a machine
+    shutting down), so it is passed on. Passing Ctrl-C on too would make it a second Ctrl-C,
+    which stops the trainer at once; a Ctrl-C sent to handout.py alone lets the step end.
+    """
+
+    def __init__(self):
+        self.received, self.step = [], None
+
+    def __enter__(self):
+        self.received, self.step = [], None
+        self.previous = {s: signal.signal(s, self.receive) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exception):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def receive(self, signum, frame):
+        self.received.append(signum)
+        if signum == signal.SIGTERM and self.step is not None:
+            self.step.send_signal(signum)
+
+
+stop_signals = StopSignals()
+
+
 def run_step(arguments, check=True):
-    """Run `python ARGUMENTS`, showing the command and its output; returns (stdout, seconds)."""
+    """
+    Run `python ARGUMENTS`, showing the command and its output; returns (stdout, seconds, exit
+    status). Raises StepStopped if Ctrl-C or SIGTERM came (once the step has ended, or before
+    it starts), or (with check) if the step failed.
+    """
+    if stop_signals.received:
+        raise StepStopped(stop_signals.received[0], None, "", 0.0)
     print(f"\n$ python {shlex.join(arguments)}", flush=True)
     started = time.time()
     # stderr (the progress bar) goes straight to the terminal; stdout is echoed and kept
     process = subprocess.Popen([sys.executable, *arguments], stdout=subprocess.PIPE, text=True)
+    stop_signals.step = process
+    if stop_signals.received:  # it came as the step started, maybe too early to reach it
+        process.send_signal(stop_signals.received[0])
     output = []
-    try:
-        for line in process.stdout:
-            print(line, end="", flush=True)
-            output.append(line)
-    except KeyboardInterrupt:  # the step got the Ctrl-C too: let it keep its checkpoint first
-        process.wait()
-        sys.exit("\nhandout.py: interrupted. To go on, run the step above again with --resume, then the rest")
-    if process.wait() != 0 and check:
-        sys.exit(f"handout.py: this step failed (exit status {process.returncode}); the outputs before it are kept")
-    return "".join(output), time.time() - started, process.returncode
+    for line in process.stdout:
+        print(line, end="", flush=True)
+        output.append(line)
+    process.wait()
+    stop_signals.step = None
+    output, seconds = "".join(output), time.time() - started
+    if stop_signals.received:
+        raise StepStopped(stop_signals.received[0], process.returncode, output, seconds)
+    if process.returncode != 0 and check:
+        raise StepStopped(0, process.returncode, output, seconds)
+    return output, seconds, process.returncode
 
 
 def accuracy(output):
-    match = re.search(r"^Correct: \S+ out of \S+: (\S+)%$", output, re.MULTILINE)
+    match = ACCURACY_LINE.search(output)
     return float(match.group(1)) if match else None
+
+
+def sha256(path):
+    """The file's SHA-256 in hex; None when there is no such file."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def fingerprints(paths):
+    return {path: sha256(path) for path in paths}
+
+
+def flag_values(command):
+    """{flag: the argument after it} of a command (only the flags that take a value are looked up)."""
+    return dict(zip(command, command[1:]))
+
+
+def step_files(command):
+    """(input files, output files) of a step's command: what it reads and what it makes."""
+    values = flag_values(command)
+    inputs = [command[3]] if command[0] == "src/run.py" else []  # the pretraining corpus, given positionally
+    inputs += [values[flag] for flag in INPUT_FLAGS if flag in values]
+    outputs = []
+    if "--writing_params_path" in values:  # the figures read the metrics log
+        outputs += [values["--writing_params_path"], values["--writing_params_path"] + ".metrics.jsonl"]
+    if "--outputs_path" in values:
+        outputs.append(values["--outputs_path"])
+    return inputs, outputs
+
+
+def file_stamp(path):
+    """What tells a file written anew (outputs are new files renamed into place) from the one before; None if none."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_ino, status.st_mtime_ns
+
+
+def checkpoint_path(command):
+    """Where a training step keeps its state to resume from (run.py's); None for a step that trains nothing."""
+    params = flag_values(command).get("--writing_params_path")
+    return Path(params + ".checkpoint") if params else None
+
+
+def read_ledger(path):
+    """
+    The records of the steps run in a sequence folder, by the handout's command: {} before the
+    first. A record holds the whole command run (without --resume), the SHA-256 of its input
+    files before it ran and of its output files after, its stdout, its seconds (summed over
+    the attempts that resumed one another) and whether it finished.
+    """
+    try:
+        ledger = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(ledger, dict) or not all(isinstance(record, dict) and RECORD_KEYS <= record.keys()
+                                                   for record in ledger.values()):
+            raise ValueError(f"not an object of records with the keys {', '.join(sorted(RECORD_KEYS))}")
+    except FileNotFoundError:
+        return {}
+    except ValueError as error:  # bad JSON and bad UTF-8 are ValueErrors too
+        raise InputError(f"{path} is not a ledger of handout.py's steps ({error}); delete it to run every "
+                         f"step of {Path(path).parent} again, or put back the file handout.py wrote") from None
+    return ledger
+
+
+def write_ledger(path, ledger):
+    with atomic_output(path) as f:
+        json.dump(ledger, f, indent=1)
+
+
+def step_record(command, inputs, stdout, seconds, finished):
+    return {"command": command, "inputs": inputs, "outputs": fingerprints(step_files(command)[1]),
+            "stdout": stdout, "seconds": seconds, "finished": finished}
+
+
+def next_action(record, command, inputs):
+    """
+    What to do with a step, from its record (None: never run here) and its inputs' hashes now:
+    "skip" (done with this command and these inputs, its outputs as it left them), "resume"
+    (a training step stopped before it finished, its checkpoint there) or "run".
+    """
+    if record is None or record["command"] != command or record["inputs"] != inputs:
+        return "run"
+    if record["finished"]:
+        unchanged = all(digest is not None and sha256(path) == digest for path, digest in record["outputs"].items())
+        return "skip" if unchanged else "run"
+    checkpoint = checkpoint_path(command)
+    return "resume" if checkpoint is not None and checkpoint.exists() else "run"
+
+
+def show_skipped(command, record):
+    """A skipped step in the log: its command, why it did not run, and the accuracy it printed then."""
+    print(f"\n$ python {shlex.join(command)}")
+    print(f"(skipped: done before, in {record['seconds']:.0f} s, with the same command and inputs; "
+          f"its outputs are as it left them)")
+    line = ACCURACY_LINE.search(record["stdout"])
+    if line:
+        print(line.group(0))
 
 
 def recipe_flags(recipe, training):
@@ -124,23 +294,68 @@ def describe(recipe):
         f"{'every command' if kind == 'model' else kind} `{' '.join(flags)}`" for kind, flags in recipe.items())
 
 
+def step_command(arguments, training, folder, recipe, seed, device):
+    """A handout command as this run runs it: in folder, with the recipe's, the seed's and the device's flags."""
+    extra = []
+    if arguments[0] == "src/run.py":
+        extra += recipe_flags(recipe, training)
+        if seed != 0 and training is not None:
+            extra += ["--seed", str(seed)]
+        if device != "auto":
+            extra += ["--device", device]
+    return in_folder(arguments, folder) + extra
+
+
+def run_recorded(command, inputs, action, ledger, key, ledger_path):
+    """Run a step afresh ("run") or from its checkpoint ("resume"), recorded before and after; returns its seconds."""
+    checkpoint = checkpoint_path(command)
+    if action == "run" and checkpoint is not None and checkpoint.exists():
+        checkpoint.unlink()  # left by other flags or inputs, or by a run the ledger does not know
+        print(f"\n(removed {checkpoint}: {ledger_path} does not record it as this command's; the step starts afresh)")
+    seconds_before = ledger[key]["seconds"] if action == "resume" else 0.0
+    # recorded before it runs: should the machine be lost, the next run finds the step unfinished
+    ledger[key] = step_record(command, inputs, "", seconds_before, finished=False)
+    write_ledger(ledger_path, ledger)
+    outputs = step_files(command)[1]
+    stamps = [file_stamp(path) for path in outputs]
+    try:
+        output, seconds, _ = run_step(command + (["--resume"] if action == "resume" else []))
+    except StepStopped as stop:
+        # Done all the same: a step that ended well as the signal came, and a training step
+        # stopped once it had written its outputs (run.py writes the params when training has
+        # ended, and then only removes the checkpoint). Redoing one stopped as it was about to
+        # exit would take as long again, to be stopped at the same point by the next `timeout`.
+        written = all(file_stamp(path) not in (None, stamp) for path, stamp in zip(outputs, stamps))
+        finished = stop.returncode == 0 or (checkpoint is not None and written)
+        ledger[key] = step_record(command, inputs, stop.output, seconds_before + stop.seconds, finished)
+        write_ledger(ledger_path, ledger)
+        raise
+    ledger[key] = step_record(command, inputs, output, seconds_before + seconds, finished=True)
+    write_ledger(ledger_path, ledger)
+    return seconds
+
+
 def run_sequence(seed, folder, recipe, device):
-    """The handout's sequence once, with the recipe's flags; returns ({table row: dev accuracy}, seconds)."""
+    """
+    The handout's sequence once, with the recipe's flags, in folder: skips, resumes or runs each
+    step by its record in the folder's ledger. Returns ({table row: dev accuracy}, the seconds
+    recorded for all the steps, the seconds of the steps run now).
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    results, seconds = {}, 0.0
-    for row, arguments, training in handout_steps():
-        extra = []
-        if arguments[0] == "src/run.py":
-            extra += recipe_flags(recipe, training)
-            if seed != 0 and training is not None:
-                extra += ["--seed", str(seed)]
-            if device != "auto":
-                extra += ["--device", device]
-        output, step_seconds, _ = run_step(in_folder(arguments, folder) + extra)
-        seconds += step_seconds
-        if row is not None:
-            results[row] = accuracy(output)
-    return results, seconds
+    ledger_path = folder / LEDGER_NAME
+    ledger = read_ledger(ledger_path)
+    seconds_now = 0.0
+    for _, arguments, training in handout_steps():
+        key, command = shlex.join(arguments), step_command(arguments, training, folder, recipe, seed, device)
+        inputs = fingerprints(step_files(command)[0])
+        action = next_action(ledger.get(key), command, inputs)
+        if action == "skip":
+            show_skipped(command, ledger[key])
+        else:
+            seconds_now += run_recorded(command, inputs, action, ledger, key, ledger_path)
+    records = [(row, ledger[shlex.join(arguments)]) for row, arguments, _ in handout_steps()]
+    results = {row: accuracy(record["stdout"]) for row, record in records if row is not None}
+    return results, sum(record["seconds"] for _, record in records), seconds_now
 
 
 def summary(values):
@@ -231,24 +446,15 @@ to `{RESULTS_FOLDER.as_posix()}/{analysed_variant}.pretrain.dev.analysis.json`, 
     Path("RESULTS.md").write_text(text, encoding="utf-8")
 
 
-def main():
-    parser = argparse.ArgumentParser(description="Run the handout's whole command sequence and tabulate it.")
-    parser.add_argument("--length", choices=["auto", "full", "cpu"], default="auto",
-                        help="full: the handout's run; cpu: the CPU recipe (see CPU_RECIPE); auto: full on a "
-                             "CUDA GPU, cpu otherwise")
-    parser.add_argument("--device", default="auto", help="passed to every src/run.py command")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="run the sequence once per seed")
-    args = parser.parse_args()
-    has_gpu = torch.cuda.is_available() if args.device == "auto" else args.device.startswith("cuda")
-    recipe = CPU_RECIPE if args.length == "cpu" or (args.length == "auto" and not has_gpu) else {}
-    print(f"Running {describe(recipe)}.")
-
-    results_by_seed, seconds = [], 0.0
+def run_handout(args, recipe, has_gpu):
+    """Every sequence, then the figures, the analysis, RESULTS.md and the table."""
+    results_by_seed, seconds, seconds_now = [], 0.0, 0.0
     for index, seed in enumerate(args.seeds):
         folder = Path(".") if index == 0 else Path("runs") / f"seed-{seed}"
-        results, sequence_seconds = run_sequence(seed, folder, recipe, args.device)
+        results, sequence_seconds, sequence_seconds_now = run_sequence(seed, folder, recipe, args.device)
         results_by_seed.append(results)
         seconds += sequence_seconds
+        seconds_now += sequence_seconds_now
 
     RESULTS_FOLDER.mkdir(exist_ok=True)
     figures = make_figures()
@@ -259,9 +465,36 @@ def main():
 
     seeds = f", seeds {' '.join(map(str, args.seeds))}" if len(args.seeds) > 1 else ""
     print(f"\nDev accuracy (%) of {describe(recipe)}{seeds}, {seconds / 60:.1f} minutes of training and "
-          f"evaluation:")
+          f"evaluation ({seconds_now / 60:.1f} of them in this run):")
     print(text_table(header, rows))
     print("\nRESULTS.md: this table, the training curves and the analysis of the best pretrained run.")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description="Run the handout's whole command sequence and tabulate it.")
+    parser.add_argument("--length", choices=["auto", "full", "cpu"], default="auto",
+                        help="full: the handout's run; cpu: the CPU recipe (see CPU_RECIPE); auto: full on a "
+                             "CUDA GPU, cpu otherwise")
+    parser.add_argument("--device", default="auto", help="passed to every src/run.py command")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="run the sequence once per seed")
+    args = parser.parse_args(argv)
+    has_gpu = torch.cuda.is_available() if args.device == "auto" else args.device.startswith("cuda")
+    recipe = CPU_RECIPE if args.length == "cpu" or (args.length == "auto" and not has_gpu) else {}
+    print(f"Running {describe(recipe)}.")
+
+    again = shlex.join(["python", "handout.py", *argv])
+    try:
+        with stop_signals:
+            exit_on_input_error(lambda: run_handout(args, recipe, has_gpu))
+    except StepStopped as stop:
+        if not stop.signum:
+            sys.exit(f"handout.py: this step failed (exit status {stop.returncode}); the steps before it are "
+                     f"recorded in {LEDGER_NAME}: once the cause is fixed, `{again}` goes on from this step")
+        print(f"\nhandout.py: stopped by {signal.Signals(stop.signum).name}. The steps that finished are recorded in "
+              f"{LEDGER_NAME}, and a stopped training step keeps its checkpoint: run `{again}` again to skip the "
+              f"first and resume the second.", file=sys.stderr)
+        sys.exit(128 + stop.signum)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Training and evaluation speed of three paths through the same function, on the r
 
 - plain: the original's way of computing: attention written out (scores materialised, masked,
   softmaxed, dropped out, times values), every batch at all 127 positions, built one example
-  at a time by the data loader, and evaluation by sample() one question at a time.
+  at a time by a data loader with the original's 4 worker processes, and evaluation by
+  sample() one question at a time.
 - trimmed: fused attention, the whole batch cut after its longest row (the path before rows
   ran in length groups).
 - grouped: what src/ does: rows in groups of similar length, each cut after its longest row.
@@ -14,8 +15,9 @@ Training and evaluation speed of three paths through the same function, on the r
 For pretrain and finetune of each variant, in fp32 and in bf16 autocast, it prints ms per
 step, positions per second (padded: all 127 of each row; real: the non-PAD targets), achieved
 TFLOP/s and its fraction of a measured matrix-product peak in the same precision. Then it
-times whole epochs as run.py trains them (its data loader and workers) for the plain path
-and the grouped one in each precision, and decoding of the 500 dev questions.
+times whole epochs as run.py trains them (batches made on the device, losses read every few
+steps) for the plain path and the grouped one in each precision, and decoding of the 500 dev
+questions.
 """
 
 import argparse
@@ -38,9 +40,11 @@ import run  # noqa: E402
 import trainer as trainer_module  # noqa: E402
 from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
-from run import HYPERPARAMETERS, NUM_WORKERS, WARMUP_TOKENS, final_tokens  # noqa: E402
-from trainer import Trainer, TrainerConfig, choose_precision, resolve_device, row_lengths  # noqa: E402
+from run import HYPERPARAMETERS, WARMUP_TOKENS, final_tokens  # noqa: E402
+from trainer import Trainer, TrainerConfig, choose_precision, resolve_device  # noqa: E402
 from utils import DECODE_STEPS, greedy_decode, sample, set_seed  # noqa: E402
+
+ORIGINAL_WORKERS = 4  # the original's data loader processes
 
 def plain_vanilla_forward(self, x, layer_cache=None):
     B, T, C = x.shape
@@ -73,19 +77,23 @@ def whole_batch_padded(lengths, group_cost):
 def path(name):
     """Swap in the way of computing that the path named uses (grouped: src/ as it is)."""
     saved = (attention.CausalSelfAttention.forward, attention.SynthesizerAttention.forward,
-             trainer_module.length_groups, CharCorruptionDataset.__getitems__)
+             trainer_module.length_groups, CharCorruptionDataset.batches, NameDataset.batches,
+             TrainerConfig.num_workers)
     if name == "plain":
         attention.CausalSelfAttention.forward = plain_vanilla_forward
         attention.SynthesizerAttention.forward = plain_synthesizer_forward
         trainer_module.length_groups = whole_batch_padded
-        del CharCorruptionDataset.__getitems__  # the data loader then builds batches one example at a time
+        # without batches() the trainer uses a data loader, which builds batches one example at a time
+        del CharCorruptionDataset.batches, NameDataset.batches
+        TrainerConfig.num_workers = ORIGINAL_WORKERS
     elif name == "trimmed":
         trainer_module.length_groups = whole_batch_trimmed
     try:
         yield
     finally:
         (attention.CausalSelfAttention.forward, attention.SynthesizerAttention.forward,
-         trainer_module.length_groups, CharCorruptionDataset.__getitems__) = saved
+         trainer_module.length_groups, CharCorruptionDataset.batches, NameDataset.batches,
+         TrainerConfig.num_workers) = saved
 
 
 def synchronize(device):
@@ -117,15 +125,14 @@ def training_flops_per_position(model, length):
     return 3 * 2 * (matmuls + score_and_mix)
 
 
-def trainer_for(variant, function, datasets, path_name, precision, device, compile_model, num_workers=0):
+def trainer_for(variant, function, datasets, path_name, precision, device, compile_model):
     pretrain_dataset, finetune_dataset = datasets
     dataset = pretrain_dataset if function == "pretrain" else finetune_dataset
     hyper = HYPERPARAMETERS[function]
     model = GPT(GPTConfig(pretrain_dataset.vocab_size, BLOCK_SIZE, variant=variant))
     config = TrainerConfig(max_epochs=1, batch_size=hyper["batch_size"], learning_rate=hyper["learning_rate"],
                            lr_decay=True, warmup_tokens=WARMUP_TOKENS, final_tokens=final_tokens(pretrain_dataset),
-                           device=device, precision=precision, compile=compile_model and path_name != "plain",
-                           num_workers=num_workers)
+                           device=device, precision=precision, compile=compile_model and path_name != "plain")
     return Trainer(model, dataset, None, config)
 
 
@@ -133,20 +140,20 @@ def measure_training(variant, function, datasets, path_name, precision, steps, d
     set_seed(0)
     trainer = trainer_for(variant, function, datasets, path_name, precision, device, compile_model)
     optimizer = trainer.optimizer()
-    batches = iter(trainer.loader(trainer.train_dataset))
+    batches = iter(trainer.epoch_batches(trainer.train_dataset, trainer.data_generator))
     trainer.model.train()
     trainer.step(optimizer, *next(batches))  # warm-up: allocation, kernel choice, compilation
     seconds, padded, real, computed, flops = 0.0, 0, 0, 0, 0.0
     for _ in range(steps):
-        x, y = next(batches)
+        x, y, lengths = next(batches)
         synchronize(device)
         started = time.perf_counter()
-        trainer.step(optimizer, x, y)
+        trainer.step(optimizer, x, y, lengths)
         synchronize(device)
         seconds += time.perf_counter() - started
         padded += y.numel()
         real += int((y != 0).sum())
-        for rows, length in trainer_module.length_groups(row_lengths(y).tolist(), trainer.group_cost):
+        for rows, length in trainer_module.length_groups(lengths.tolist(), trainer.group_cost):
             computed += len(rows) * length
             flops += training_flops_per_position(trainer.model, length) * len(rows) * length
     return dict(ms_per_step=1000 * seconds / steps, padded_per_s=padded / seconds, real_per_s=real / seconds,
@@ -166,8 +173,8 @@ def one_epoch(function, variant, path_name, precision):
 
 def measure_epoch(function, variant, path_name, precision):
     """
-    Seconds of one epoch as run.py trains it (its data loader and workers, every step, from its
-    metrics log), in a fresh process, so that no path inherits another's memory or threads.
+    Seconds of one epoch as run.py trains it (making its batches, every step, from its metrics
+    log), in a fresh process, so that no path inherits another's memory or threads.
     """
     result = subprocess.run([sys.executable, __file__, "--one_epoch", function, variant, path_name, precision],
                             capture_output=True, text=True, check=True)
@@ -243,8 +250,8 @@ def main():
               f"{ms['trimmed'] / ms['grouped']:5.2f}x", flush=True)
 
     if args.epochs:
-        print(f"\none epoch through run.py ({NUM_WORKERS} data workers, a fresh process each; best of {args.epochs}), "
-              f"against the plain path in fp32:", flush=True)
+        print(f"\none epoch through run.py (a fresh process each; best of {args.epochs}), against the plain path "
+              f"in fp32:", flush=True)
         configurations = [("plain", "fp32"), ("grouped", "fp32"), ("grouped", "bf16")]
         for function in ["pretrain", "finetune"]:
             for variant in ["vanilla", "synthesizer"]:

@@ -79,7 +79,7 @@ def sweep_point(args):
     folder = Path("sweep") / args.tag
     folder.mkdir(parents=True, exist_ok=True)
     size = ["--n_layer", str(args.n_layer), "--n_head", str(args.n_head), "--n_embd", str(args.n_embd)]
-    common = [args.variant, "wiki.txt", *size, "--seed", str(args.seed), "--num_workers", "0"]
+    common = [args.variant, "wiki.txt", *size, "--seed", str(args.seed)]
     record = {"tag": args.tag, "variant": args.variant, "seed": args.seed, "threads": args.threads,
               "n_layer": args.n_layer, "n_head": args.n_head, "n_embd": args.n_embd, "commands": []}
     finetune = ["finetune", *common, "--finetune_corpus_path", "birth_places_train.tsv",

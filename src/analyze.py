@@ -271,13 +271,14 @@ def continuation_log_probs(model, sequences, starts, batch_size=64):
     tokens from starts[i] on, each given all the tokens before it: sum_t log p(x_t | x_<t).
     Sequences that fit in the block go through one forward pass per batch, padded at the end
     (harmless: attention is causal, so no position sees the padding after it). A longer one is
-    scored as utils.sample decodes it, each token from the last block_size tokens before it.
+    scored as utils.sample decodes it, each token from the last tokens before it that the model
+    can take (get_context_size()).
     """
     model.eval()
     device = next(model.parameters()).device
-    block_size = model.get_block_size()
+    context_size = model.get_context_size()
     totals = [None] * len(sequences)
-    fitting = [i for i, sequence in enumerate(sequences) if len(sequence) - 1 <= block_size]
+    fitting = [i for i, sequence in enumerate(sequences) if len(sequence) - 1 <= context_size]
     for first in range(0, len(fitting), batch_size):
         chunk = fitting[first:first + batch_size]
         inputs = torch.full((len(chunk), max(len(sequences[i]) - 1 for i in chunk)), PAD_ID, dtype=torch.long)
@@ -288,11 +289,11 @@ def continuation_log_probs(model, sequences, starts, batch_size=64):
         for row, i in enumerate(chunk):
             positions = torch.arange(starts[i], len(sequences[i]))
             totals[i] = log_probs[row, positions - 1, sequences[i][positions]].sum().item()
-    for i in (i for i, sequence in enumerate(sequences) if len(sequence) - 1 > block_size):
+    for i in (i for i, sequence in enumerate(sequences) if len(sequence) - 1 > context_size):
         sequence = sequences[i].to(device)
         total = 0.0
         for t in range(starts[i], len(sequence)):
-            logits, _ = model(sequence[max(0, t - block_size):t][None])
+            logits, _ = model(sequence[max(0, t - context_size):t][None])
             total += F.log_softmax(logits[0, -1].float(), dim=-1)[sequence[t]].item()
         totals[i] = total
     return totals

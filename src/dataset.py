@@ -5,6 +5,11 @@ CharCorruptionDataset turns each Wikipedia biography into a span-corruption exam
 pretraining; NameDataset turns "Where was NAME born?<TAB>PLACE" lines into finetuning
 examples in which only the answer carries loss. Run `python src/dataset.py namedata` or
 `python src/dataset.py charcorruption` to see a few decoded examples.
+
+__getitem__ is the original's way, one example at a time. Training takes whole batches from
+`batches()` instead: tensor code that runs where the model does (on a GPU, no worker
+processes and no copies per step), with each row's length known on the host, so that the
+trainer can cut a batch's padding without waiting for the device.
 """
 
 import argparse
@@ -61,16 +66,21 @@ class CharCorruptionDataset(Dataset):
         masked_string += PAD_CHAR * (self.block_size - len(masked_string))
         return encode(self.stoi, masked_string[:-1]), encode(self.stoi, masked_string[1:])
 
-
-    def __getitems__(self, indices):
+    def batches(self, batch_size, generator, device):
         """
-        A whole batch at once, as the data loader asks for it: the same distributions as
-        __getitem__, drawn with torch's generator in a few tensor operations instead of one
-        Python string at a time.
+        One epoch of batches in order, built with tensor code where they are used: (x, y,
+        lengths), x and y on device, lengths each row's length up to its last target on the
+        host, so that training can cut a batch without asking the device. The same
+        distributions as __getitem__, drawn from generator, all of the epoch's draws at once.
         """
-        indices = torch.as_tensor(indices)
-        x, y = corrupt_batch(self.documents[indices], self.lengths[indices], self.block_size)
-        return list(zip(x, y))
+        truncated, masked, start = draw_spans(self.lengths, self.block_size, generator)
+        # a few kilobytes once an epoch, copied without a stream synchronisation
+        documents = self.documents.to(device, non_blocking=True)
+        on_device = [t.to(device, non_blocking=True) for t in (truncated, masked, start)]
+        for rows in batch_slices(len(self), batch_size):
+            x, y = lay_out_spans(documents[rows], *(t[rows] for t in on_device), self.block_size)
+            # the layout ends with the masked span, right after the second MASK
+            yield x, y, truncated[rows] + 1
 
 
 def encode_document_starts(documents, stoi, width):
@@ -84,21 +94,33 @@ def encode_document_starts(documents, stoi, width):
     return encoded, lengths
 
 
-def corrupt_batch(documents, lengths, block_size):
+def batch_slices(n, batch_size):
+    return [slice(begin, begin + batch_size) for begin in range(0, n, batch_size)]
+
+
+def draw_spans(lengths, block_size, generator=None):
     """
-    Span corruption of a batch: documents is B x W ids (the start of each document), lengths
-    their lengths. Follows __getitem__ step by step: truncate, draw the masked length and
-    where it starts, then lay out prefix ⁇ suffix ⁇ masked □□… by computing, for every output
-    position, which document character (or MASK, or PAD) goes there.
+    __getitem__'s draws for documents of these lengths, all at once: the truncated length
+    (uniform on 4 .. 7/8 of the block, cut to the document), the masked length (see
+    random_masked_length) and where the masked span starts (uniform over where it fits).
     """
-    B = len(lengths)
-    truncated = torch.minimum(lengths, torch.randint(4, int(block_size * 7 / 8) + 1, (B,)))
+    n = len(lengths)
+    truncated = torch.minimum(lengths, torch.randint(4, int(block_size * 7 / 8) + 1, (n,), generator=generator))
     quarter = torch.clamp(torch.round(truncated / 4), min=1).long()
-    masked = torch.minimum(truncated, 1 + (torch.rand(B) * (2 * quarter - 1)).long())
-    start = (torch.rand(B) * (truncated - masked + 1)).long()
+    masked = torch.minimum(truncated, 1 + (torch.rand(n, generator=generator) * (2 * quarter - 1)).long())
+    start = (torch.rand(n, generator=generator) * (truncated - masked + 1)).long()
+    return truncated, masked, start
+
+
+def lay_out_spans(documents, truncated, masked, start, block_size):
+    """
+    The examples `prefix ⁇ suffix ⁇ masked □□…` of a batch, as (x, y): documents is B x W ids
+    (the start of each document), the rest what draw_spans drew for them. Computes, for every
+    output position, which document character (or MASK, or PAD) goes there.
+    """
     suffix = truncated - start - masked
     start, masked, suffix = start[:, None], masked[:, None], suffix[:, None]
-    position = torch.arange(block_size)[None, :]
+    position = torch.arange(block_size, device=documents.device)[None, :]
     in_prefix = position < start
     in_suffix = (position > start) & (position <= start + suffix)
     masked_from = start + suffix + 2  # where the masked content goes, after the second MASK
@@ -107,7 +129,7 @@ def corrupt_batch(documents, lengths, block_size):
                                                           start + position - masked_from))
     characters = documents.gather(1, source.clamp(0, documents.size(1) - 1))
     out = torch.where(in_prefix | in_suffix | in_masked, characters, PAD_ID)
-    out[(position == start) | (position == start + suffix + 1)] = MASK_ID
+    out = torch.where((position == start) | (position == start + suffix + 1), MASK_ID, out)
     return out[:, :-1], out[:, 1:]
 
 
@@ -138,6 +160,12 @@ class NameDataset(Dataset):
             if line:
                 check_name_line(line, number, self.stoi, self.block_size)
                 self.data.append(line)
+        # every example as rows of ids, built once: each epoch of training slices its batches from them
+        examples = [self[i] for i in range(len(self))]
+        empty = torch.zeros(0, self.block_size - 1, dtype=torch.long)
+        self.inputs = torch.stack([x for x, _ in examples]) if examples else empty
+        self.targets = torch.stack([y for _, y in examples]) if examples else empty
+        self.target_lengths = row_lengths(self.targets)
 
     def __len__(self):
         return len(self.data)
@@ -149,6 +177,18 @@ class NameDataset(Dataset):
         x = s[:-1]
         y = PAD_CHAR * (len(question) - 1) + s[len(question):]
         return encode(self.stoi, x), encode(self.stoi, y)
+
+    def batches(self, batch_size, generator, device):
+        """One epoch of batches in order, as CharCorruptionDataset.batches gives them (none of it is random)."""
+        inputs, targets = self.inputs.to(device, non_blocking=True), self.targets.to(device, non_blocking=True)
+        for rows in batch_slices(len(self), batch_size):
+            yield inputs[rows], targets[rows], self.target_lengths[rows]
+
+
+def row_lengths(y):
+    """Each row's length up to its last non-PAD target (at least 1, so that a row without targets still runs)."""
+    positions = torch.arange(1, y.size(1) + 1, device=y.device)
+    return (positions * (y != PAD_ID)).amax(dim=1).clamp(min=1)
 
 
 def check_name_line(line, number, stoi, block_size):

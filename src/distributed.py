@@ -38,18 +38,16 @@ def finish():
         dist.destroy_process_group()
 
 
-def share_of_batch(x, y):
+def share_of_batch(x, y, lengths):
     """
-    This process's rows of the global batch, and the factor that turns the sum of their
-    losses into its share of the global mean (DDP averages over processes, hence the world
-    size on top). Rank 0's batch is sent to all, so every process slices the same batch
-    whatever its own random draws were.
+    This process's rows of the global batch (and their lengths), and the factor that turns the
+    sum of their losses into its share of the global mean (DDP averages over processes, hence
+    the world size on top). Every process makes the same global batch: the same seed seeds
+    the trainer's data generator, and nothing else draws from it.
     """
     rank, world_size = world()
-    dist.broadcast(x, src=0)
-    dist.broadcast(y, src=0)
     scale = world_size / (y != 0).sum().clamp(min=1)
-    return torch.tensor_split(x, world_size)[rank], torch.tensor_split(y, world_size)[rank], scale
+    return (*(torch.tensor_split(t, world_size)[rank] for t in (x, y, lengths)), scale)
 
 
 def mean_over_processes(value):

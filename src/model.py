@@ -99,6 +99,14 @@ class GPT(nn.Module):
     def get_block_size(self):
         return self.block_size
 
+    def get_context_size(self):
+        """
+        The most positions one forward pass can take: the block, but one fewer for the
+        synthesizer, whose w2 has a column for each of the block_size - 1 positions that
+        training shows it (inputs are the first 127 characters of a 128-character example).
+        """
+        return self.block_size - 1 if self.variant == "synthesizer" else self.block_size
+
     def forward(self, idx, targets=None, cache=None):
         """
         idx: B x T token ids. Returns (logits B x T x vocab, loss or None); PAD targets

@@ -30,7 +30,6 @@ HYPERPARAMETERS = {  # per function: epochs, batch size, peak learning rate
     "finetune": dict(max_epochs=75, batch_size=256, learning_rate=6e-4),
     "finetune from pretrained": dict(max_epochs=10, batch_size=256, learning_rate=6e-4),
 }
-NUM_WORKERS = 4
 WARMUP_TOKENS = 512 * 20
 
 
@@ -66,7 +65,6 @@ def parse_args(argv=None):
     parser.add_argument("--cosine_epochs", type=float,
                         help="end the learning rate's cosine after this many epochs of the training data "
                              "(default: the handout's, 200 epochs of the pretraining corpus)")
-    parser.add_argument("--num_workers", type=int, default=NUM_WORKERS, help="data loader processes (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
@@ -94,7 +92,6 @@ def train(args, model, dataset, pretrain_dataset, hyperparameters, device):
                  if getattr(args, name) is not None}
     config = TrainerConfig(**{**hyperparameters, **overrides}, lr_decay=True, warmup_tokens=WARMUP_TOKENS,
                            final_tokens=final_tokens(pretrain_dataset, dataset, args.cosine_epochs),
-                           num_workers=args.num_workers,
                            device=device, precision=args.precision, compile=args.compile,
                            metrics_path=f"{args.writing_params_path}.metrics.jsonl",
                            checkpoint_path=f"{args.writing_params_path}.checkpoint",

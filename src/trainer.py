@@ -3,11 +3,14 @@ The training loop: AdamW with the original's weight-decay groups, gradient clipp
 a learning rate that warms up linearly and then follows a cosine, counted in tokens.
 
 It walks the training set in order, as the original did. What makes it faster leaves the
-function alone: a batch's rows run in groups of similar length, each group cut after its
-last non-PAD target, so the padding that is about half of every batch costs nothing (see
-Trainer.loss); the matrix work runs in bf16 under autocast where that is faster (CUDA, and
-CPUs that multiply faster in bf16), weights and optimizer state staying in fp32; on CUDA
-AdamW is the fused kernel; torch.compile is there for long runs. Under torchrun it trains
+function alone: the project's datasets build each batch with tensor code on the training
+device (dataset.py), and tell the host each row's length; a batch's rows run in groups of
+similar length, each group cut after its last non-PAD target, so the padding that is about
+half of every batch costs nothing (see Trainer.loss); the matrix work runs in bf16 under
+autocast where that is faster (CUDA, and CPUs that multiply faster in bf16), weights and
+optimizer state staying in fp32; on CUDA AdamW is the fused kernel; the losses stay on the
+device and are read every LOSS_READ_STEPS steps, so that on a GPU the host queues steps
+without waiting for them; torch.compile is there for long runs. Under torchrun it trains
 data-parallel over the same global batches (see distributed.py).
 """
 
@@ -27,6 +30,7 @@ from tqdm import tqdm
 
 import checkpoint
 import distributed
+from dataset import row_lengths
 from safe_io import atomic_output
 
 # What running one more group of rows costs beyond its positions, in positions, per kind of
@@ -36,6 +40,10 @@ from safe_io import atomic_output
 # that cost more than a whole batch's positions, so there a batch stays one group, cut after
 # its longest row, until a GPU session measures otherwise.
 GROUP_COST = {"cpu": 64, "gpu": 128 * 127}
+# Reading a loss makes the host wait for the device to finish every step queued before it, so
+# the loop reads the losses of this many steps at once, and at each epoch's end: the progress
+# bar, the metrics log and the check for a loss that is not finite lag by as many steps.
+LOSS_READ_STEPS = 20
 
 
 class TrainerConfig:
@@ -134,12 +142,6 @@ def parameter_groups(model, weight_decay):
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def row_lengths(y):
-    """Each row's length up to its last non-PAD target (at least 1, so a row without targets still runs)."""
-    positions = torch.arange(1, y.size(1) + 1, device=y.device)
-    return (positions * (y != 0)).amax(dim=1).clamp(min=1)
-
-
 def length_groups(lengths, group_cost):
     """
     Split a batch's rows into groups, each to run cut to its longest row: a list of (rows,
@@ -185,12 +187,20 @@ class Trainer:
         if config.compile:
             self.forward = torch.compile(self.forward, dynamic=True)
 
-    def loader(self, dataset):
-        return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False,
-                          num_workers=self.config.num_workers, pin_memory=self.device.startswith("cuda"),
-                          generator=self.data_generator)
+    def epoch_batches(self, dataset, generator):
+        """
+        One epoch of (x, y, each row's length up to its last target, on the host). The project's
+        datasets make them on the device (dataset.py); any other Dataset goes through a DataLoader,
+        whose batches are on the host, where their lengths cost nothing to find.
+        """
+        if hasattr(dataset, "batches"):
+            return dataset.batches(self.config.batch_size, generator, self.device)
+        loader = DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False,
+                            num_workers=self.config.num_workers, pin_memory=self.device.startswith("cuda"),
+                            generator=generator)
+        return ((x, y, row_lengths(y)) for x, y in loader)
 
-    def loss(self, x, y, backward=False):
+    def loss(self, x, y, lengths, backward=False):
         """
         The mean cross-entropy over the batch's non-PAD targets (under DDP, this process's share
         of it, so that the gradients DDP averages are those of the whole batch). With backward,
@@ -201,24 +211,27 @@ class Trainer:
         last target change nothing, and about half of a batch is such padding. The loss is a sum
         over targets, so summing the groups' sums gives the same loss and gradients. Each group's
         backward runs at once, freeing its activations; DDP exchanges gradients after the last.
+        The lengths (row_lengths(y), on the host) decide the cuts, so nothing here waits for the
+        device; the loss stays there.
         """
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
         if self.world_size > 1:
-            x, y, scale = distributed.share_of_batch(x, y)
+            x, y, lengths, scale = distributed.share_of_batch(x, y, lengths)
         else:
             scale = 1 / (y != 0).sum().clamp(min=1)
         # a process whose share is empty still runs one (empty) group, so that DDP sees its backward
-        groups = length_groups(row_lengths(y).tolist(), self.group_cost) or [(torch.arange(0), 1)]
+        groups = length_groups(lengths.tolist(), self.group_cost) or [(torch.arange(0), 1)]
         total = 0.0
         for number, (rows, length) in enumerate(groups, start=1):
-            rows = rows.to(self.device)
+            # a group of every row is the batch itself (the loss is a sum: order does not matter)
+            xs, ys = (x, y) if len(rows) == len(x) else (x[rows.to(self.device)], y[rows.to(self.device)])
             # DDP decides in the forward whether the backward after it exchanges gradients
             exchange = not backward or number == len(groups) or self.world_size == 1
             with nullcontext() if exchange else self.forward.no_sync():
                 with torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=self.dtype is not None):
-                    logits, _ = self.forward(x[rows, :length])
-                loss = F.cross_entropy(logits.flatten(0, 1).float(), y[rows, :length].flatten(), ignore_index=0,
+                    logits, _ = self.forward(xs[:, :length])
+                loss = F.cross_entropy(logits.flatten(0, 1).float(), ys[:, :length].flatten(), ignore_index=0,
                                        reduction="sum") * scale
                 if backward:
                     loss.backward()
@@ -230,11 +243,11 @@ class Trainer:
                                  lr=self.config.learning_rate, betas=self.config.betas,
                                  fused=self.device.startswith("cuda"))
 
-    def step(self, optimizer, x, y):
-        """One update on the batch (x, y); returns its loss and the learning rate it used."""
+    def step(self, optimizer, x, y, lengths):
+        """One update on the batch (x, y); returns its loss (on the device) and the learning rate it used."""
         lr_used = self.learning_rate(optimizer)
         self.model.zero_grad(set_to_none=True)
-        loss = self.loss(x, y, backward=True)
+        loss = self.loss(x, y, lengths, backward=True)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_norm_clip)
         optimizer.step()
         self.tokens += y.numel()
@@ -247,7 +260,6 @@ class Trainer:
         """Train for config.max_epochs; raises TrainingStopped when interrupted or diverged."""
         model, config = self.model, self.config
         optimizer = self.optimizer()
-        train_loader = self.loader(self.train_dataset)
         metrics, start_epoch = [], 0
         if config.resume:
             state = checkpoint.load(config.checkpoint_path)
@@ -259,32 +271,51 @@ class Trainer:
             print(f"precision: {self.precision} ({self.precision_reason})", flush=True)
         last_write = time.time()
         clock = time.time() - (metrics[-1]["wall_time"] if metrics else 0.0)
-        progress = tqdm(total=config.max_epochs * len(train_loader), initial=start_epoch * len(train_loader),
+        steps_per_epoch = math.ceil(len(self.train_dataset) / config.batch_size)
+        progress = tqdm(total=config.max_epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
                         dynamic_ncols=True, disable=self.rank != 0)
+        unread = []  # the steps whose losses are still on the device
+        last_read = (time.time(), self.tokens)
+
+        def read_losses():
+            """Log the unread steps' losses, show the last on the progress bar; stop at one that is not finite."""
+            nonlocal last_read
+            if not unread:
+                return
+            losses = self.read(record["loss"] for record in unread)
+            # a step's wall time is when it was queued; the last one read is known finished now
+            unread[-1]["wall_time"] = time.time() - clock
+            for record, loss in zip(unread, losses):
+                if not math.isfinite(loss):
+                    self.keep(saved, metrics)
+                    raise TrainingStopped(f"the loss became {loss} at epoch {record['epoch']}, step {record['step']}: "
+                                          f"stopped. {self.resume_hint(saved)}; a lower --learning_rate may help", 1)
+                metrics.append({"step": len(metrics) + 1, "epoch": record["epoch"], "loss": loss, "lr": record["lr"],
+                                "positions": record["positions"], "wall_time": record["wall_time"]})
+            progress.set_description(f"epoch {record['epoch']} iter {record['step']}: train loss {loss:.5f}. "
+                                     f"lr {self.learning_rate(optimizer):e}", refresh=False)
+            now = (time.time(), self.tokens)
+            progress.set_postfix_str(f"{(now[1] - last_read[1]) / max(now[0] - last_read[0], 1e-6):.0f} pos/s",
+                                     refresh=False)
+            last_read = now
+            unread.clear()
+
         with stop_signals() as stop_requested:
             for epoch in range(start_epoch, config.max_epochs):
                 model.train()
-                for step, (x, y) in enumerate(train_loader):
-                    started = time.time()
-                    loss, lr_used = self.step(optimizer, x, y)
-                    if self.world_size > 1:
-                        loss = distributed.mean_over_processes(loss)
-                    loss = loss.item()
-                    if not math.isfinite(loss):
-                        self.keep(saved, metrics)
-                        raise TrainingStopped(f"the loss became {loss} at epoch {epoch + 1}, step {step}: stopped. "
-                                              f"{self.resume_hint(saved)}; a lower --learning_rate may help", 1)
-                    metrics.append({"step": len(metrics) + 1, "epoch": epoch + 1, "loss": loss, "lr": lr_used,
-                                    "positions": self.tokens, "wall_time": time.time() - clock})
-                    progress.set_description(f"epoch {epoch + 1} iter {step}: train loss {loss:.5f}. "
-                                             f"lr {self.learning_rate(optimizer):e}", refresh=False)
-                    progress.set_postfix_str(f"{y.numel() / (time.time() - started):.0f} pos/s", refresh=False)
+                for step, (x, y, lengths) in enumerate(self.epoch_batches(self.train_dataset, self.data_generator)):
+                    loss, lr_used = self.step(optimizer, x, y, lengths)
+                    unread.append({"epoch": epoch + 1, "step": step, "loss": loss, "lr": lr_used,
+                                   "positions": self.tokens, "wall_time": time.time() - clock})
+                    if len(unread) == LOSS_READ_STEPS:
+                        read_losses()
                     progress.update()
                     if stop_requested():
                         self.keep(saved, metrics)
                         raise TrainingStopped(f"{signal.Signals(stop_requested()).name} at epoch {epoch + 1}, "
                                               f"step {step}: stopped. {self.resume_hint(saved)}",
                                               128 + stop_requested())
+                read_losses()
                 if self.test_dataset is not None:
                     progress.write(f"epoch {epoch + 1}: test loss {self.test_loss():.5f}")
                 saved = checkpoint.capture(model, optimizer, self.data_generator, epoch + 1, self.tokens, metrics,
@@ -298,6 +329,13 @@ class Trainer:
         progress.close()
         self.write_metrics(metrics)
         return metrics
+
+    def read(self, losses):
+        """Device losses as floats, in one transfer; under DDP each the mean over the processes."""
+        losses = torch.stack(list(losses))
+        if self.world_size > 1:
+            losses = distributed.mean_over_processes(losses)
+        return losses.tolist()
 
     def settings(self):
         """What a checkpoint must share with the run that resumes it."""
@@ -327,8 +365,10 @@ class Trainer:
 
     @torch.no_grad()
     def test_loss(self):
+        """The mean batch loss on the test set; its corruption is drawn the same way at every epoch."""
         self.model.eval()
-        losses = [self.loss(x, y).item() for x, y in self.loader(self.test_dataset)]
+        batches = self.epoch_batches(self.test_dataset, torch.Generator().manual_seed(0))
+        losses = self.read(self.loss(x, y, lengths) for x, y, lengths in batches)
         return sum(losses) / len(losses)
 
 

@@ -34,13 +34,14 @@ def top_k_logits(logits, k):
 @torch.no_grad()
 def sample(model, x, steps, temperature=1.0, sample=False, top_k=None):
     """
-    Extend each row of x (B x T token ids) by `steps` tokens, feeding the model at most its
-    block size of context. Greedy unless sample=True.
+    Extend each row of x (B x T token ids) by `steps` tokens, feeding the model at most the
+    last get_context_size() of them (its block size; one fewer for the synthesizer). Greedy
+    unless sample=True.
     """
-    block_size = model.get_block_size()
+    context_size = model.get_context_size()
     model.eval()
     for _ in range(steps):
-        context = x if x.size(1) <= block_size else x[:, -block_size:]
+        context = x if x.size(1) <= context_size else x[:, -context_size:]
         logits, _ = model(context)
         logits = logits[:, -1, :] / temperature
         if top_k is not None:
@@ -60,7 +61,7 @@ def greedy_decode(model, prompts, steps):
     Greedy completions of many prompts (a list of 1-D LongTensors on the model's device):
     returns, for each, the prompt followed by `steps` new tokens, as sample() would.
     Prompts of one length decode together as a batch; a prompt too long to finish inside the
-    block (where sample() starts dropping early context) goes through sample() itself.
+    model's context (where sample() starts dropping early context) goes through sample() itself.
     """
     model.eval()
     completions = [None] * len(prompts)
@@ -69,7 +70,8 @@ def greedy_decode(model, prompts, steps):
         by_length[len(prompt)].append(i)
     for length, indices in by_length.items():
         batch = torch.stack([prompts[i] for i in indices])
-        if length + steps > model.get_block_size():
+        # the last new token is chosen, never fed: the cache holds at most length + steps - 1
+        if length + steps - 1 > model.get_context_size():
             tokens = sample(model, batch, steps)
         else:
             tokens = decode_batch_with_cache(model, batch, steps)

@@ -1,9 +1,14 @@
-"""Shared test set-up: src/ on the import path, and where the real data lives."""
+"""
+Shared test set-up: src/ on the import path, where the real data lives, and the `cuda`
+marker: a test marked with it runs only where PyTorch sees a CUDA GPU, and is skipped
+elsewhere (on the CPU and in CI). `python -m pytest -m cuda tests` runs those alone.
+"""
 
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -16,3 +21,16 @@ def real_data_path(name):
     if not path.is_file():
         pytest.skip(f"{name} is not at the repository top level: run python get_data.py")
     return path
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU; skipped where PyTorch sees none")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)

@@ -285,6 +285,20 @@ def test_name_dataset_examples():
         assert torch.equal(y[start:-1], x[start + 1:])
 
 
+def test_name_dataset_batches_are_its_examples_in_order_with_their_lengths():
+    pre = CharCorruptionDataset(CORPUS + "\nWhere was it born?\tLondon, Sao Paulo, Maida Vale, X, Jose Mart", 64)
+    ds = NameDataset(pre, NAME_LINES)
+    batches = list(ds.batches(3, None, "cpu"))
+    assert [len(x) for x, _, _ in batches] == [3, 1]
+    x, y, lengths = (torch.cat(parts) for parts in zip(*batches))
+    for i in range(len(ds)):
+        assert torch.equal(x[i], ds[i][0]) and torch.equal(y[i], ds[i][1])
+    # each row's last target is the closing ⁇ of ⁇PLACE⁇, which starts where the question ends
+    questions, places = zip(*(line.split("\t") for line in ds.data))
+    assert lengths.tolist() == [len(q) - 1 + len(p) + 2 for q, p in zip(questions, places)]
+    assert list(NameDataset(pre, "").batches(3, None, "cpu")) == []
+
+
 def test_name_dataset_drops_every_non_ascii_character():
     pre = CharCorruptionDataset(CORPUS + "\nWhere was it born?\tLondon, Sao Paulo, Maida Vale, X, Jose Mart", 64)
     ds = NameDataset(pre, NAME_LINES)

@@ -35,9 +35,9 @@ def test_cached_logits_equal_full_forward_logits(variant):
 def test_greedy_decode_gives_the_same_completions_as_sample(variant):
     model = trained_like_model(variant)
     generator = torch.Generator().manual_seed(1)
-    lengths = [3, 7, 7, 12, 3, 20, 7, 37]
-    if variant == "vanilla":
-        lengths.append(41)  # 41 + 10 > 48: that one goes through sample(), which crops the context
+    # 38 + 10 - 1 = 47 positions fit the synthesizer's context; 39 and 41 go through sample(),
+    # which crops the context (the vanilla model takes 48)
+    lengths = [3, 7, 7, 12, 3, 20, 7, 37, 38, 39, 41]
     prompts = [torch.randint(0, 40, (n,), generator=generator) for n in lengths]
     got = greedy_decode(model, prompts, 10)
     for prompt, completion in zip(prompts, got):
@@ -50,6 +50,19 @@ def test_synthesizer_refuses_more_positions_than_w2_has_columns():
     model = trained_like_model("synthesizer")
     with pytest.raises(ValueError, match="at most block_size - 1 = 47 positions"):
         model(torch.zeros(1, 48, dtype=torch.long))
+
+
+@pytest.mark.parametrize("variant, context", [("vanilla", 48), ("synthesizer", 47)])
+def test_sample_feeds_at_most_what_the_model_can_attend_over(variant, context):
+    model = trained_like_model(variant)
+    assert model.get_context_size() == context
+    x = torch.randint(0, 40, (2, 44), generator=torch.Generator().manual_seed(2))
+    want = x
+    with torch.no_grad():
+        for _ in range(12):  # the context reaches 55 positions: the last `context` are fed
+            logits, _ = model(want[:, -context:])
+            want = torch.cat([want, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
+    assert torch.equal(sample(model, x, 12), want)
 
 
 def test_sample_crops_context_to_the_block_and_samples_with_top_k():

@@ -35,7 +35,7 @@ FINETUNE = "".join(f"Where was {name} born?\t{place}\n" for name, place in [
     ("Ada Lovelace", "London"), ("Alan Turing", "London"), ("Grace Hopper", "New York City"),
     ("Marie Curie", "Warsaw"), ("Niels Bohr", "Copenhagen"), ("Emmy Noether", "Erlangen"),
 ])
-FAST = ["--max_epochs", "1", "--batch_size", "4", "--num_workers", "0", "--device", "cpu"]
+FAST = ["--max_epochs", "1", "--batch_size", "4", "--device", "cpu"]
 
 
 @pytest.fixture
@@ -229,16 +229,15 @@ def pretrain_command(tmp_path, files, *extra):
             "--device", "cpu", "--checkpoint_every", "0", *extra]
 
 
-@pytest.mark.parametrize("workers", ["0", "2"])
-def test_a_run_killed_and_resumed_ends_with_the_params_of_an_uninterrupted_run(files, tmp_path, workers):
-    straight = subprocess.run(pretrain_command(tmp_path, files, "--num_workers", workers), cwd=tmp_path,
+def test_a_run_killed_and_resumed_ends_with_the_params_of_an_uninterrupted_run(files, tmp_path):
+    straight = subprocess.run(pretrain_command(tmp_path, files), cwd=tmp_path,
                               capture_output=True, text=True, timeout=600)
     assert straight.returncode == 0, straight.stderr[-2000:]
     uninterrupted = torch.load(tmp_path / "p.params", weights_only=True)
     uninterrupted_log = read_log(tmp_path / "p.params.metrics.jsonl")
     (tmp_path / "p.params").unlink()
 
-    child = subprocess.Popen(pretrain_command(tmp_path, files, "--num_workers", workers), cwd=tmp_path,
+    child = subprocess.Popen(pretrain_command(tmp_path, files), cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoint_file = tmp_path / "p.params.checkpoint"
     deadline = time.time() + 300
@@ -252,7 +251,7 @@ def test_a_run_killed_and_resumed_ends_with_the_params_of_an_uninterrupted_run(f
     assert not (tmp_path / "p.params").exists()
     assert checkpoint_file.exists()
 
-    resumed = subprocess.run(pretrain_command(tmp_path, files, "--num_workers", workers, "--resume"), cwd=tmp_path,
+    resumed = subprocess.run(pretrain_command(tmp_path, files, "--resume"), cwd=tmp_path,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     final = torch.load(tmp_path / "p.params", weights_only=True)
@@ -263,14 +262,14 @@ def test_a_run_killed_and_resumed_ends_with_the_params_of_an_uninterrupted_run(f
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(files, tmp_path):
-    child = subprocess.Popen(pretrain_command(tmp_path, files, "--num_workers", "0"), cwd=tmp_path,
+    child = subprocess.Popen(pretrain_command(tmp_path, files), cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoint_file = tmp_path / "p.params.checkpoint"
     while not checkpoint_file.exists() and child.poll() is None:
         time.sleep(0.05)
     child.send_signal(signal.SIGTERM)
     child.communicate(timeout=120)
-    result = subprocess.run(pretrain_command(tmp_path, files, "--num_workers", "0", "--resume", "--batch_size", "5"),
+    result = subprocess.run(pretrain_command(tmp_path, files, "--resume", "--batch_size", "5"),
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert_refused(result, "p.params.checkpoint", "batch_size 3 there, 5 here")
     assert not (tmp_path / "p.params").exists()
@@ -284,16 +283,16 @@ def test_a_loss_that_is_not_finite_stops_the_run_and_keeps_the_checkpoint(files,
     real_loss = trainer_module.Trainer.loss
     calls = []
 
-    def loss_that_diverges(self, x, y, **kwargs):
+    def loss_that_diverges(self, *args, **kwargs):
         calls.append(1)
-        loss = real_loss(self, x, y, **kwargs)
+        loss = real_loss(self, *args, **kwargs)
         return loss * float("nan") if len(calls) == 4 else loss
 
     monkeypatch.setattr(trainer_module.Trainer, "loss", loss_that_diverges)
     with pytest.raises(SystemExit) as stop:
         run.main(["finetune", "vanilla", str(files["corpus"]), "--writing_params_path", str(tmp_path / "out.params"),
                   "--finetune_corpus_path", str(files["finetune"]), "--max_epochs", "3", "--batch_size", "4",
-                  "--num_workers", "0", "--device", "cpu"])
+                  "--device", "cpu"])
     assert stop.value.code == 1
     message = capsys.readouterr().err
     assert "the loss became nan at epoch 2, step 1" in message and "--resume" in message

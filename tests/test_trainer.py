@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset, default_collate
+from torch.utils.data import TensorDataset
 
 import trainer as trainer_module
 from conftest import real_data_path
-from dataset import CharCorruptionDataset, NameDataset
+from dataset import CharCorruptionDataset, NameDataset, row_lengths
 from model import GPT, GPTConfig
-from trainer import Trainer, TrainerConfig, learning_rate_at, length_groups, parameter_groups, row_lengths
+from trainer import Trainer, TrainerConfig, learning_rate_at, length_groups, parameter_groups
 
 
 def test_trainer_config_defaults():
@@ -109,14 +109,15 @@ def test_on_a_gpu_a_batch_stays_one_group_cut_after_its_longest_row():
 def pretraining_batch(rows):
     text = real_data_path("wiki.txt").read_text(encoding="utf-8")
     torch.manual_seed(0)
-    dataset = CharCorruptionDataset(text, 128)
-    return default_collate(dataset.__getitems__(list(range(rows))))
+    x, y, _ = next(CharCorruptionDataset(text, 128).batches(rows, torch.Generator().manual_seed(0), "cpu"))
+    return x, y
 
 
 def finetuning_batch(rows):
     pretraining = CharCorruptionDataset(real_data_path("wiki.txt").read_text(encoding="utf-8"), 128)
     dataset = NameDataset(pretraining, real_data_path("birth_places_train.tsv").read_text(encoding="utf-8"))
-    return default_collate([dataset[i] for i in range(rows)])
+    x, y, _ = next(dataset.batches(rows, None, "cpu"))
+    return x, y
 
 
 def no_dropout_model(variant, seed=0, **size):
@@ -140,11 +141,11 @@ def test_grouped_loss_and_gradients_equal_the_padded_ones(variant, batch):
     padded_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
 
     model.zero_grad()
-    grouped_loss = trainer.loss(x, y, backward=True)
+    grouped_loss = trainer.loss(x, y, row_lengths(y), backward=True)
     assert torch.allclose(grouped_loss, padded_loss, rtol=1e-5, atol=0)
     for name, p in model.named_parameters():
         assert torch.allclose(p.grad, padded_grads[name], rtol=1e-3, atol=1e-6), name
-    assert trainer.loss(x, y).item() == pytest.approx(padded_loss.item(), rel=1e-5)
+    assert trainer.loss(x, y, row_lengths(y)).item() == pytest.approx(padded_loss.item(), rel=1e-5)
 
 
 def one_group(lengths, group_cost):
@@ -171,7 +172,7 @@ def test_trainer_steps_end_with_the_same_params_grouped_or_not(variant, monkeypa
                                                            lr_decay=True, warmup_tokens=100, final_tokens=10_000))
         optimizer = trainer.optimizer()
         for batch in batches:
-            trainer.step(optimizer, *batch)
+            trainer.step(optimizer, *batch, row_lengths(batch[1]))
         assert trainer.tokens == 96 * 127
         params[getattr(path, "__name__", path)] = model.state_dict()
     initial = no_dropout_model(variant, **size).state_dict()
@@ -253,10 +254,39 @@ def test_measuring_the_cpu_leaves_the_seeded_generator_alone():
 def test_bf16_autocast_keeps_the_loss_close_and_the_weights_fp32():
     x, y = padded_batch([30, 71, 9, 50])
     model = no_dropout_model("vanilla", n_layer=2, n_head=4, n_embd=64)
-    fp32 = Trainer(model, None, None, TrainerConfig(device="cpu", precision="fp32")).loss(x, y)
+    fp32 = Trainer(model, None, None, TrainerConfig(device="cpu", precision="fp32")).loss(x, y, row_lengths(y))
     bf16_trainer = Trainer(model, None, None, TrainerConfig(device="cpu", precision="bf16"))
-    bf16 = bf16_trainer.loss(x, y, backward=True)
+    bf16 = bf16_trainer.loss(x, y, row_lengths(y), backward=True)
     assert bf16_trainer.dtype == torch.bfloat16
     assert bf16.dtype == torch.float32 and bf16.item() != fp32.item()  # really computed in bf16
     assert bf16.item() == pytest.approx(fp32.item(), rel=1e-2)
     assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+def train_on_span_corruption(monkeypatch, read_steps):
+    """Three epochs of a tiny model on span corruption, reading the losses every read_steps steps."""
+    from test_dataset import LONG_DOCS, SHORT_DOCS
+    monkeypatch.setattr(trainer_module, "LOSS_READ_STEPS", read_steps)
+    reads = []
+    real_read = Trainer.read
+    monkeypatch.setattr(Trainer, "read", lambda self, losses: reads.append(list(losses)) or real_read(self, reads[-1]))
+    torch.manual_seed(0)
+    dataset = CharCorruptionDataset("\n".join((LONG_DOCS + SHORT_DOCS) * 3), 32)  # 18 documents
+    model = GPT(GPTConfig(dataset.vocab_size, 32, n_layer=1, n_head=2, n_embd=16))
+    config = TrainerConfig(max_epochs=3, batch_size=4, learning_rate=3e-3, lr_decay=True, warmup_tokens=100,
+                           final_tokens=5000, device="cpu", precision="fp32")
+    metrics = Trainer(model, dataset, None, config).train()
+    return metrics, model.state_dict(), [len(losses) for losses in reads]
+
+
+def test_losses_read_in_chunks_give_the_same_training_and_log(monkeypatch):
+    every_step, params, reads = train_on_span_corruption(monkeypatch, 1)
+    assert reads == [1] * 15  # 5 steps (4, 4, 4, 4, 2 rows) in each of 3 epochs
+    assert [r["step"] for r in every_step] == list(range(1, 16))
+    assert [r["epoch"] for r in every_step] == [1] * 5 + [2] * 5 + [3] * 5
+    for read_steps, want_reads in [(3, [3, 2] * 3), (1000, [5] * 3)]:  # and at each epoch's end
+        chunked, chunked_params, reads = train_on_span_corruption(monkeypatch, read_steps)
+        assert reads == want_reads
+        without_time = [{k: v for k, v in r.items() if k != "wall_time"} for r in every_step]
+        assert [{k: v for k, v in r.items() if k != "wall_time"} for r in chunked] == without_time
+        assert all(torch.equal(chunked_params[name], value) for name, value in params.items())
