@@ -77,9 +77,10 @@ for log in sorted(glob.glob("*.pretrain.params.metrics.jsonl") + glob.glob("runs
     print(f"{log}: {epochs} epochs in {seconds:.1f} s, {seconds / epochs:.3f} s per epoch, "
           f"last loss {records[-1]['loss']:.3f}")
 EOF
-for file in gpu_check/cuda_tests.log gpu_check/bench.log gpu_check/handout.log RESULTS.md; do
+for file in gpu_check/cuda_tests.log gpu_check/bench.log gpu_check/handout.log; do
     [ -e "$file" ] && cp "$file" "$out_dir/"
 done
+[ "$finished" -eq 0 ] && cp RESULTS.md "$out_dir/"  # before the handout ends, it is an earlier run's
 cat "$out_dir/gpu_summary.txt"
 if [ "$finished" -ne 0 ]; then
     echo "gpu_check: not finished; run the same command again to go on"
