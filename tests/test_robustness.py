@@ -5,6 +5,7 @@ survives a real SIGTERM, and stops on a loss that is not finite.
 """
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -223,6 +224,12 @@ def test_training_writes_a_metrics_log_beside_the_params(files, tmp_path):
     assert not (tmp_path / "out.params.checkpoint").exists()  # removed once the params are written
 
 
+# MKL's reproducible mode: without it, which kernel variant a matrix product takes can depend
+# on where the allocator put its operands, and two runs of the same command then differ in the
+# last bits after a step or two (Adam makes that visible). Bit-exact comparisons need it.
+REPRODUCIBLE = {**os.environ, "MKL_CBWR": "COMPATIBLE"}
+
+
 def pretrain_command(tmp_path, files, *extra):
     return [sys.executable, str(ROOT / "src" / "run.py"), "pretrain", "synthesizer", str(files["corpus"]),
             "--writing_params_path", str(tmp_path / "p.params"), "--max_epochs", "8", "--batch_size", "3",
@@ -230,14 +237,14 @@ def pretrain_command(tmp_path, files, *extra):
 
 
 def test_a_run_killed_and_resumed_ends_with_the_params_of_an_uninterrupted_run(files, tmp_path):
-    straight = subprocess.run(pretrain_command(tmp_path, files), cwd=tmp_path,
+    straight = subprocess.run(pretrain_command(tmp_path, files), cwd=tmp_path, env=REPRODUCIBLE,
                               capture_output=True, text=True, timeout=600)
     assert straight.returncode == 0, straight.stderr[-2000:]
     uninterrupted = torch.load(tmp_path / "p.params", weights_only=True)
     uninterrupted_log = read_log(tmp_path / "p.params.metrics.jsonl")
     (tmp_path / "p.params").unlink()
 
-    child = subprocess.Popen(pretrain_command(tmp_path, files), cwd=tmp_path,
+    child = subprocess.Popen(pretrain_command(tmp_path, files), cwd=tmp_path, env=REPRODUCIBLE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoint_file = tmp_path / "p.params.checkpoint"
     deadline = time.time() + 300
@@ -251,7 +258,7 @@ def test_a_run_killed_and_resumed_ends_with_the_params_of_an_uninterrupted_run(f
     assert not (tmp_path / "p.params").exists()
     assert checkpoint_file.exists()
 
-    resumed = subprocess.run(pretrain_command(tmp_path, files, "--resume"), cwd=tmp_path,
+    resumed = subprocess.run(pretrain_command(tmp_path, files, "--resume"), cwd=tmp_path, env=REPRODUCIBLE,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     final = torch.load(tmp_path / "p.params", weights_only=True)
