@@ -225,7 +225,11 @@ class Trainer:
         total = 0.0
         for number, (rows, length) in enumerate(groups, start=1):
             # a group of every row is the batch itself (the loss is a sum: order does not matter)
-            xs, ys = (x, y) if len(rows) == len(x) else (x[rows.to(self.device)], y[rows.to(self.device)])
+            if len(rows) == len(x):
+                xs, ys = x, y
+            else:
+                rows = rows.to(self.device)
+                xs, ys = x[rows], y[rows]
             # DDP decides in the forward whether the backward after it exchanges gradients
             exchange = not backward or number == len(groups) or self.world_size == 1
             with nullcontext() if exchange else self.forward.no_sync():
