@@ -28,7 +28,6 @@ it comes out different. The table covers every step, from this run or before.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -44,6 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))  # src/ holds scripts, not a package
 from safe_io import InputError, atomic_output, exit_on_input_error
+from get_data import sha256_of
 
 # The CPU recipe: flags added to the handout's commands, per kind of step ("model": every
 # command that builds the model). Chosen on birth_dev.tsv by bench/recipe_sweep.py; every
@@ -184,8 +184,7 @@ def accuracy(output):
 def sha256(path):
     """The file's SHA-256 in hex; None when there is no such file."""
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        return sha256_of(path)
     except FileNotFoundError:
         return None
 
