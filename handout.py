@@ -7,6 +7,8 @@ the training curves, and the analysis of the best run (what part 3 of the handou
     python handout.py                  # the handout's run on a GPU; the CPU recipe on a CPU
     python handout.py --length full
     python handout.py --seeds 0 1 2    # the sequence once per seed; accuracies as mean ± std
+    python handout.py --variants vanilla synthesizer rope perceiver    # every year's variant, side by side
+    python handout.py --length full --variants vanilla rope --schedule 2023-24    # as the 2023-24 runs did
     timeout 540 python handout.py --length full    # again and again, until it exits with status 0
 
 The full run is the handout's (650 pretraining epochs per variant): hours on a GPU of 2021,
@@ -44,6 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))  # src/ holds scripts, not a package
 from safe_io import InputError, atomic_output, exit_on_input_error
 from get_data import sha256_of
+from model import VARIANTS
 
 # The CPU recipe: flags added to the handout's commands, per kind of step ("model": every
 # command that builds the model). Chosen on birth_dev.tsv by bench/recipe_sweep.py; every
@@ -54,11 +57,19 @@ CPU_RECIPE = {
     "pretrain": ["--max_epochs", "60", "--batch_size", "8", "--learning_rate", "1e-3", "--dropout", "0",
                  "--cosine_epochs", "60"],
 }
-REFERENCE = {  # run: (handout's answer, a public 2021 run), dev accuracy in percent
+# The learning-rate schedules of the pretraining, by the assignment's year: the 2021 handout's
+# cosine ends after 200 of its 650 epochs and then rises again; the 2023-24 version's (with
+# which its RoPE figures were made) ends with the run. The CPU recipe's ends with its run too.
+SCHEDULES = {"2021": [], "2023-24": ["--cosine_epochs", "650"]}
+HANDOUT_VARIANTS = ["vanilla", "synthesizer"]  # parts 2(f) and 2(g); --variants adds the later years'
+REFERENCE = {  # run: (the assignment's answer, public runs), dev accuracy in percent
     "London baseline": ("5.0", "5.0"),
     "vanilla, no pretraining": ("1.0", "1.4"),
     "vanilla, pretrain + finetune": ("30 (>= 10 expected)", "23.0"),
     "synthesizer, pretrain + finetune": ("9.8 (>= 5 on test required)", "14.4"),
+    # the later years' variants, from their own years' public runs (SPEC.md, "Later variants")
+    "rope, pretrain + finetune": ("not given (2023-24)", "30-40 (2023-24; vanilla 23-28 there)"),
+    "perceiver, pretrain + finetune": (">= 6 asked (2022-23)", "6-19 (2022-23)"),
 }
 FOLDER_FLAGS = ("--writing_params_path", "--reading_params_path", "--outputs_path")  # files of the sequence's own
 INPUT_FLAGS = ("--reading_params_path", "--finetune_corpus_path", "--eval_corpus_path")
@@ -68,8 +79,11 @@ RECORD_KEYS = {"command", "inputs", "outputs", "stdout", "seconds", "finished"}
 ACCURACY_LINE = re.compile(r"^Correct: \S+ out of \S+: (\S+)%$", re.MULTILINE)
 
 
-def handout_steps():
-    """(table row or None, the command's arguments, kind of training or None) in the handout's order."""
+def handout_steps(variants=HANDOUT_VARIANTS):
+    """
+    (table row or None, the command's arguments, kind of training or None) in the handout's
+    order, with the pretrain, finetune and evaluate steps of 2(f) once for each variant.
+    """
     steps = [
         (None, ["src/run.py", "finetune", "vanilla", "wiki.txt", "--writing_params_path", "vanilla.model.params",
                 "--finetune_corpus_path", "birth_places_train.tsv"], "finetune"),
@@ -80,7 +94,7 @@ def handout_steps():
                 "--eval_corpus_path", "birth_test_inputs.tsv",
                 "--outputs_path", "vanilla.nopretrain.test.predictions"], None),
     ]
-    for variant in ["vanilla", "synthesizer"]:
+    for variant in variants:
         steps += [
             (None, ["src/run.py", "pretrain", variant, "wiki.txt",
                     "--writing_params_path", f"{variant}.pretrain.params"], "pretrain"),
@@ -281,14 +295,25 @@ def show_skipped(command, record):
         print(line.group(0))
 
 
+def choose_recipe(length, schedule, has_gpu):
+    """The flags added to the handout's commands: the CPU recipe's, or the full run's schedule's."""
+    if length == "cpu" or (length == "auto" and not has_gpu):
+        if SCHEDULES[schedule]:
+            raise ValueError(f"--schedule {schedule} is for the full run: the CPU recipe's pretraining already ends "
+                             f"its cosine with the run (--cosine_epochs in CPU_RECIPE)")
+        return CPU_RECIPE
+    return {"pretrain": SCHEDULES[schedule]} if SCHEDULES[schedule] else {}
+
+
 def recipe_flags(recipe, training):
     """What a recipe adds to a src/run.py command: the model's flags, and the training's (None: evaluate)."""
     return recipe.get("model", []) + (recipe.get(training, []) if training else [])
 
 
 def describe(recipe):
-    if not recipe:
-        return "the handout's full run (650 pretraining epochs per variant, the handout's model and flags)"
+    if "model" not in recipe:  # the handout's model: the full run, perhaps with another year's schedule
+        schedule = f" and the 2023-24 schedule (pretrain `{' '.join(recipe['pretrain'])}`)" if recipe else ""
+        return f"the handout's full run (650 pretraining epochs per variant, the handout's model and flags{schedule})"
     return "the CPU recipe, the handout's commands with these flags added: " + "; ".join(
         f"{'every command' if kind == 'model' else kind} `{' '.join(flags)}`" for kind, flags in recipe.items())
 
@@ -334,7 +359,7 @@ def run_recorded(command, inputs, action, ledger, key, ledger_path):
     return seconds
 
 
-def run_sequence(seed, folder, recipe, device):
+def run_sequence(seed, folder, recipe, device, variants=HANDOUT_VARIANTS):
     """
     The handout's sequence once, with the recipe's flags, in folder: skips, resumes or runs each
     step by its record in the folder's ledger. Returns ({table row: dev accuracy}, the seconds
@@ -344,7 +369,7 @@ def run_sequence(seed, folder, recipe, device):
     ledger_path = folder / LEDGER_NAME
     ledger = read_ledger(ledger_path)
     seconds_now = 0.0
-    for _, arguments, training in handout_steps():
+    for _, arguments, training in handout_steps(variants):
         key, command = shlex.join(arguments), step_command(arguments, training, folder, recipe, seed, device)
         inputs = fingerprints(step_files(command)[0])
         action = next_action(ledger.get(key), command, inputs)
@@ -352,7 +377,7 @@ def run_sequence(seed, folder, recipe, device):
             show_skipped(command, ledger[key])
         else:
             seconds_now += run_recorded(command, inputs, action, ledger, key, ledger_path)
-    records = [(row, ledger[shlex.join(arguments)]) for row, arguments, _ in handout_steps()]
+    records = [(row, ledger[shlex.join(arguments)]) for row, arguments, _ in handout_steps(variants)]
     results = {row: accuracy(record["stdout"]) for row, record in records if row is not None}
     return results, sum(record["seconds"] for _, record in records), seconds_now
 
@@ -368,8 +393,10 @@ def summary(values):
 
 
 def accuracy_table(results_by_seed):
-    header = ("run", "this run", "handout's answer", "a public 2021 run")
-    rows = [(name, summary([results[name] for results in results_by_seed]), *REFERENCE[name]) for name in REFERENCE]
+    """The rows of the runs made (the variants asked for), in REFERENCE's order."""
+    header = ("run", "this run", "the assignment's answer", "public runs (2021 unless said)")
+    rows = [(name, summary([results[name] for results in results_by_seed]), *REFERENCE[name])
+            for name in REFERENCE if name in results_by_seed[0]]
     return header, rows
 
 
@@ -383,13 +410,12 @@ def markdown_table(header, rows):
     return "\n".join("| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *rows])
 
 
-def make_figures():
+def make_figures(variants):
     """Training curves from the metrics logs; returns the figure paths written, if matplotlib is there."""
     figures = []
-    for prefix, logs in [("pretrain", ["vanilla.pretrain.params.metrics.jsonl",
-                                       "synthesizer.pretrain.params.metrics.jsonl"]),
-                         ("finetune", ["vanilla.model.params.metrics.jsonl", "vanilla.finetune.params.metrics.jsonl",
-                                       "synthesizer.finetune.params.metrics.jsonl"])]:
+    for prefix, logs in [("pretrain", [f"{variant}.pretrain.params.metrics.jsonl" for variant in variants]),
+                         ("finetune", ["vanilla.model.params.metrics.jsonl",
+                                       *[f"{variant}.finetune.params.metrics.jsonl" for variant in variants]])]:
         output, _, status = run_step(["src/plot.py", *logs, "--out_dir", str(RESULTS_FOLDER), "--prefix", prefix],
                                      check=False)
         if status == 0:
@@ -397,9 +423,9 @@ def make_figures():
     return figures
 
 
-def analyse_best(results, recipe):
+def analyse_best(results, recipe, variants):
     """Analysis of the pretrained model with the best dev accuracy; returns (variant, report text)."""
-    variant = max(["vanilla", "synthesizer"], key=lambda v: results[f"{v}, pretrain + finetune"] or 0.0)
+    variant = max(variants, key=lambda v: results[f"{v}, pretrain + finetune"] or 0.0)
     json_path = RESULTS_FOLDER / f"{variant}.pretrain.dev.analysis.json"
     output, _, _ = run_step(["src/analyze.py", variant, "wiki.txt", "--reading_params_path",
                              f"{variant}.finetune.params", "--eval_corpus_path", "birth_dev.tsv",
@@ -409,18 +435,19 @@ def analyse_best(results, recipe):
     return variant, output
 
 
-def write_results(header, rows, seeds, recipe, minutes, device_name, figures, analysed_variant, analysis):
+def write_results(header, rows, seeds, recipe, minutes, device_name, figures, analysed_variant, analysis,
+                  other_flags=()):
     sentence = describe(recipe)[0].upper() + describe(recipe)[1:]
     length = (f"**{sentence}.** A smaller model, pretrained for far less than the "
               f"handout's: its accuracies are what this much pretraining gives (BENCHMARKS.md, \"A CPU recipe\", "
               f"has the sweep behind it), not the handout's figures; `python handout.py --length full` on a GPU "
-              f"makes those." if recipe
+              f"makes those." if "model" in recipe
               else f"{sentence}.")
     figure_lines = "\n\n".join(f"![{path.stem}]({path.as_posix()})" for path in figures) or \
         "(no figures: matplotlib is not installed; `pip install matplotlib`, then run `python handout.py` again)"
     text = f"""# Results
 
-Generated by `python handout.py{' --seeds ' + ' '.join(map(str, seeds)) if seeds != [0] else ''}` \
+Generated by `{shlex.join(["python", "handout.py", *(["--seeds", *map(str, seeds)] if seeds != [0] else []), *other_flags])}` \
 on {device_name}, {time.strftime('%Y-%m-%d')}, in {minutes:.1f} minutes. Do not edit by hand.
 
 {length}
@@ -450,17 +477,21 @@ def run_handout(args, recipe, has_gpu):
     results_by_seed, seconds, seconds_now = [], 0.0, 0.0
     for index, seed in enumerate(args.seeds):
         folder = Path(".") if index == 0 else Path("runs") / f"seed-{seed}"
-        results, sequence_seconds, sequence_seconds_now = run_sequence(seed, folder, recipe, args.device)
+        results, sequence_seconds, sequence_seconds_now = run_sequence(seed, folder, recipe, args.device,
+                                                                       args.variants)
         results_by_seed.append(results)
         seconds += sequence_seconds
         seconds_now += sequence_seconds_now
 
     RESULTS_FOLDER.mkdir(exist_ok=True)
-    figures = make_figures()
-    analysed_variant, analysis = analyse_best(results_by_seed[0], recipe)
+    figures = make_figures(args.variants)
+    analysed_variant, analysis = analyse_best(results_by_seed[0], recipe, args.variants)
     header, rows = accuracy_table(results_by_seed)
     device_name = torch.cuda.get_device_name() if has_gpu else f"a CPU ({torch.get_num_threads()} threads)"
-    write_results(header, rows, args.seeds, recipe, seconds / 60, device_name, figures, analysed_variant, analysis)
+    other_flags = [*(["--variants", *args.variants] if args.variants != HANDOUT_VARIANTS else []),
+                   *(["--schedule", args.schedule] if args.schedule != "2021" else [])]
+    write_results(header, rows, args.seeds, recipe, seconds / 60, device_name, figures, analysed_variant, analysis,
+                  other_flags)
 
     seeds = f", seeds {' '.join(map(str, args.seeds))}" if len(args.seeds) > 1 else ""
     print(f"\nDev accuracy (%) of {describe(recipe)}{seeds}, {seconds / 60:.1f} minutes of training and "
@@ -477,9 +508,20 @@ def main(argv=None):
                              "CUDA GPU, cpu otherwise")
     parser.add_argument("--device", default="auto", help="passed to every src/run.py command")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="run the sequence once per seed")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=HANDOUT_VARIANTS,
+                        help="the variants pretrained, finetuned and evaluated, each as in 2(f) (default: the "
+                             "handout's, vanilla synthesizer; rope and perceiver are the 2023-24 and 2022-23 "
+                             "versions')")
+    parser.add_argument("--schedule", choices=list(SCHEDULES), default="2021",
+                        help="the pretraining's learning-rate schedule, by the assignment's year (default 2021, "
+                             "the handout's); 2023-24 is the one its RoPE figures were made with (full run only)")
     args = parser.parse_args(argv)
+    args.variants = list(dict.fromkeys(args.variants))  # each once, in the order given
     has_gpu = torch.cuda.is_available() if args.device == "auto" else args.device.startswith("cuda")
-    recipe = CPU_RECIPE if args.length == "cpu" or (args.length == "auto" and not has_gpu) else {}
+    try:
+        recipe = choose_recipe(args.length, args.schedule, has_gpu)
+    except ValueError as error:
+        parser.error(str(error))
     print(f"Running {describe(recipe)}.")
 
     again = shlex.join(["python", "handout.py", *argv])

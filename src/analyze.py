@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from dataset import BLOCK_SIZE, MASK_CHAR, PAD_ID, CharCorruptionDataset
-from params import add_size_flags, build_model, load_params
+from params import add_size_flags, add_variant_argument, build_model, load_params
 from safe_io import InputError, atomic_output, exit_on_input_error, read_text
 from trainer import resolve_device
 from utils import DECODE_STEPS
@@ -373,7 +373,7 @@ def format_report(report, predictions_path, eval_corpus_path):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Where a model's predicted birth places come from: "
                                                  "accuracy by group, baselines, confidence, examples.")
-    parser.add_argument("variant", choices=["vanilla", "synthesizer"], help="which attention the model uses")
+    add_variant_argument(parser)
     parser.add_argument("pretrain_corpus_path", help="the pretraining text (wiki.txt): vocabulary and wiki lines")
     parser.add_argument("--reading_params_path", required=True, help="the params that made the predictions")
     parser.add_argument("--eval_corpus_path", required=True, help="the questions with gold places (birth_dev.tsv)")

@@ -1,10 +1,12 @@
 """
-The two self-attention modules a Block can use.
+The attention modules of every version of the assignment.
 
-CausalSelfAttention is multi-head key-query-value attention (handout equation 3);
-SynthesizerAttention replaces the query-key dot products with scores computed from each
-position alone (handout equation 5). Both run through PyTorch's fused
-scaled_dot_product_attention, and both can decode with a cache of past positions
+CausalSelfAttention is multi-head key-query-value attention (handout equation 3), with
+rotary position embeddings when asked (the 2023-24 version's RoPE); SynthesizerAttention
+replaces the query-key dot products with scores computed from each position alone (handout
+equation 5); CausalCrossAttention takes its queries from one sequence and its keys and
+values from another (the 2022-23 version's perceiver). All run through PyTorch's fused
+scaled_dot_product_attention, and all can decode with a cache of past positions
 (`layer_cache`, a dict that the model keeps per layer).
 """
 
@@ -35,14 +37,46 @@ class HeadsAttention(nn.Module):
     def values(self, x, layer_cache):
         return cached(layer_cache, "v", split_heads(self.value(x), self.n_head))
 
-    def output(self, q, k, v, scale=None):
+    def output(self, q, k, v, scale=None, first_query=None):
         dropout_p = self.attn_drop.p if self.training else 0.0
-        y = causal_attention(q, k, v, self.mask, dropout_p, scale)
+        y = causal_attention(q, k, v, self.mask, dropout_p, scale, first_query)
         return self.resid_drop(self.proj(merge_heads(y)))
 
 
 class CausalSelfAttention(HeadsAttention):
-    """Y_i = softmax(mask((X Q_i)(X K_i)^T / sqrt(d/h))) (X V_i); Y = [Y_1; ...; Y_h] A."""
+    """
+    Y_i = softmax(mask((X Q_i)(X K_i)^T / sqrt(d/h))) (X V_i); Y = [Y_1; ...; Y_h] A.
+    With rotary, q and k are turned by their positions after the heads are split (see rotate),
+    from the buffer rope_cache, which the 2023-24 code registers before the mask.
+    """
+
+    def __init__(self, config, rotary=False):
+        super().__init__()
+        self.key = nn.Linear(config.n_embd, config.n_embd)
+        self.query = nn.Linear(config.n_embd, config.n_embd)
+        if rotary:
+            self.register_buffer("rope_cache", rotary_table(config.block_size, config.n_embd // config.n_head))
+        else:
+            self.rope_cache = None  # vanilla registers no buffer before its mask
+        self.add_shared_layers(config)
+
+    def forward(self, x, layer_cache=None):
+        q = split_heads(self.query(x), self.n_head)
+        k = split_heads(self.key(x), self.n_head)
+        if self.rope_cache is not None:
+            start = cached_length(layer_cache)  # the new positions follow the cached ones
+            q, k = rotate(q, self.rope_cache, start), rotate(k, self.rope_cache, start)
+        k = cached(layer_cache, "k", k)
+        return self.output(q, k, self.values(x, layer_cache))
+
+
+class CausalCrossAttention(HeadsAttention):
+    """
+    The perceiver's attention: queries from x_q, keys and values from x_kv, and query i sees
+    keys 0 .. i (mask[:Tq, :Tk] of the full block). first_query is the position of x_q's first
+    row: when only some queries are computed (the rest would never be read, or decoding goes
+    on from a cache), the mask rows are theirs. A query of batch 1 serves every row of x_kv.
+    """
 
     def __init__(self, config):
         super().__init__()
@@ -50,10 +84,11 @@ class CausalSelfAttention(HeadsAttention):
         self.query = nn.Linear(config.n_embd, config.n_embd)
         self.add_shared_layers(config)
 
-    def forward(self, x, layer_cache=None):
-        q = split_heads(self.query(x), self.n_head)
-        k = cached(layer_cache, "k", split_heads(self.key(x), self.n_head))
-        return self.output(q, k, self.values(x, layer_cache))
+    def forward(self, x_kv, x_q, first_query=0, layer_cache=None):
+        k = cached(layer_cache, "k", split_heads(self.key(x_kv), self.n_head))
+        v = self.values(x_kv, layer_cache)
+        q = split_heads(self.query(x_q), self.n_head).expand(k.size(0), -1, -1, -1)
+        return self.output(q, k, v, first_query=first_query)
 
 
 class SynthesizerAttention(HeadsAttention):
@@ -90,17 +125,44 @@ class SynthesizerAttention(HeadsAttention):
         return self.output(q, k, v, scale=1.0)
 
 
-def causal_attention(q, k, v, mask, dropout_p, scale=None):
+def causal_attention(q, k, v, mask, dropout_p, scale=None, first_query=None):
     """
-    softmax(q k^T * scale, causally masked) v with dropout on the weights. The T queries are
-    the last T of the S positions, so with a cache (T < S) each query sees the keys up to its
-    own position; without one (T == S) this is plain causal attention.
+    softmax(q k^T * scale, causally masked) v with dropout on the weights: the T queries are
+    positions first_query .. first_query + T - 1, and each sees the keys up to its own position.
+    By default they are the last T of the S key positions, so with a cache (T < S) this goes
+    on from the cached positions, and without one (T == S) it is plain causal attention.
     """
     T, S = q.size(-2), k.size(-2)
-    if T == S:
+    first = S - T if first_query is None else first_query
+    if first == 0 and T == S:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
-    visible = mask[0, 0, S - T:S, :S].bool()
+    visible = mask[0, 0, first:first + T, :S].bool()
     return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, dropout_p=dropout_p, scale=scale)
+
+
+def rotary_table(block_size, head_size):
+    """
+    RoPE's rope_cache, block_size x head_size/2 x 2: for position t and pair i,
+    (cos(t θ_i), sin(t θ_i)) with θ_i = 10000^(-2i/head_size). Computed in float64, kept in float32.
+    """
+    if head_size % 2:
+        raise ValueError(f"rotary embeddings turn pairs of features: the head size n_embd / n_head = {head_size} "
+                         f"must be even")
+    theta = 10000.0 ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)
+    angles = torch.arange(block_size, dtype=torch.float64)[:, None] * theta
+    return torch.stack([angles.cos(), angles.sin()], dim=-1).float()
+
+
+def rotate(x, rope_cache, start=0):
+    """
+    x (B, h, T, head_size) at positions start .. start + T - 1, each pair of features
+    (2i, 2i+1) multiplied, as the complex number x_2i + j x_2i+1, by cos(t θ_i) + j sin(t θ_i).
+    Computed in the wider of x's and the table's precision, returned in x's.
+    """
+    cos, sin = rope_cache[start:start + x.size(-2)].unbind(-1)
+    even, odd = x.unflatten(-1, (-1, 2)).unbind(-1)
+    turned = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)
+    return turned.flatten(-2).to(x.dtype)
 
 
 def causal_mask(block_size):
@@ -116,6 +178,11 @@ def split_heads(x, n_head):
 def merge_heads(y):
     B, h, T, hs = y.shape
     return y.transpose(1, 2).reshape(B, T, h * hs)
+
+
+def cached_length(layer_cache):
+    """How many positions a layer's cache holds (0 without one)."""
+    return layer_cache["k"].size(2) if layer_cache and "k" in layer_cache else 0
 
 
 def cached(layer_cache, name, new):

@@ -2,24 +2,42 @@
 The GPT language model: token and position embeddings, a stack of pre-LayerNorm
 Transformer blocks, and a linear head over the character vocabulary.
 
-The parameter names are those of the original research code, so params files move
-between the two in both directions.
+The variant picks the pieces, here and nowhere else: `vanilla` and `synthesizer` (2021)
+choose every block's attention; `rope` (2023-24) is vanilla attention turning q and k by
+their positions, with no position embedding; `perceiver` (2022-23) reads the input into
+bottleneck_dim learned queries (down_block), runs the middle blocks at that length, and
+reads the result back out at every input position (up_block).
+
+The parameter names are those of the original research code of each year, so params files
+move between the two in both directions.
 """
+
+import copy
+from functools import partial
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from attention import CausalSelfAttention, SynthesizerAttention
+from attention import CausalCrossAttention, CausalSelfAttention, SynthesizerAttention
 
-ATTENTION = {"vanilla": CausalSelfAttention, "synthesizer": SynthesizerAttention}
+ATTENTION = {  # variant: the attention of its blocks (the perceiver's middle blocks are vanilla)
+    "vanilla": CausalSelfAttention,
+    "synthesizer": SynthesizerAttention,
+    "rope": partial(CausalSelfAttention, rotary=True),
+    "perceiver": CausalSelfAttention,
+}
+VARIANTS = list(ATTENTION)
+# How code written for those years' solutions asks for their variant: a config attribute set to True
+VARIANT_FLAGS = ("synthesizer", "rope", "perceiver")
 
 
 class GPTConfig:
     """
     The model's shape and dropout; the defaults are the assignment's, any keyword overrides one.
-    The attention is `variant`, or the Synthesizer when `synthesizer` is set to True, which is
-    how code written for the public 2021 solution asks for it.
+    The variant is `variant`, or the one whose flag is set to True (`synthesizer`, `rope`,
+    `perceiver`), which is how code written for those years' solutions asks for it.
+    bottleneck_dim is the perceiver's number of learned queries.
     """
     n_layer = 4
     n_head = 8
@@ -29,6 +47,9 @@ class GPTConfig:
     attn_pdrop = 0.1
     variant = "vanilla"
     synthesizer = False
+    rope = False
+    perceiver = False
+    bottleneck_dim = 64
 
     def __init__(self, vocab_size, block_size, **kwargs):
         self.vocab_size = vocab_size
@@ -36,36 +57,88 @@ class GPTConfig:
         for key, value in kwargs.items():
             setattr(self, key, value)
         if self.variant not in ATTENTION:
-            raise ValueError(f"unknown attention variant {self.variant!r}; choose one of {sorted(ATTENTION)}")
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
 
 
-def attention_variant(config):
-    """The attention a config asks for, read when the model is built (after any attribute is set)."""
-    return "synthesizer" if getattr(config, "synthesizer", False) else getattr(config, "variant", "vanilla")
+def model_variant(config):
+    """The variant a config asks for, read when the model is built (after any attribute is set)."""
+    flagged = [name for name in VARIANT_FLAGS if getattr(config, name, False)]
+    if len(flagged) > 1:
+        raise ValueError(f"the config asks for {' and '.join(flagged)} at once; set one of them")
+    return flagged[0] if flagged else getattr(config, "variant", "vanilla")
+
+
+def feed_forward(config):
+    return nn.Sequential(
+        nn.Linear(config.n_embd, 4 * config.n_embd),
+        nn.GELU(),
+        nn.Linear(4 * config.n_embd, config.n_embd),
+        nn.Dropout(config.resid_pdrop),
+    )
 
 
 class Block(nn.Module):
-    """x = x + attn(ln1(x)); x = x + mlp(ln2(x))."""
+    """x = x + attn(ln1(x)); x = x + mlp(ln2(x)), with the attention the model chose."""
 
-    def __init__(self, config):
+    def __init__(self, config, attention=CausalSelfAttention):
         super().__init__()
         self.ln1 = nn.LayerNorm(config.n_embd)
         self.ln2 = nn.LayerNorm(config.n_embd)
-        self.attn = ATTENTION[attention_variant(config)](config)
-        self.mlp = nn.Sequential(
-            nn.Linear(config.n_embd, 4 * config.n_embd),
-            nn.GELU(),
-            nn.Linear(4 * config.n_embd, config.n_embd),
-            nn.Dropout(config.resid_pdrop),
-        )
+        self.attn = attention(config)
+        self.mlp = feed_forward(config)
 
     def forward(self, x, layer_cache=None):
         x = x + self.attn(self.ln1(x), layer_cache)
         return x + self.mlp(self.ln2(x))
 
 
+class DownProjectBlock(nn.Module):
+    """
+    The perceiver's first block: bottleneck_dim learned queries C read the input,
+    x = attn(kv=ln1(input), q=ln1(C)); x = x + mlp(ln2(x)), with no residual around the
+    attention (the input is longer than C). Bottleneck position j sees input positions 0 .. j.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.n_embd)
+        self.ln2 = nn.LayerNorm(config.n_embd)
+        self.attn = CausalCrossAttention(config)
+        self.mlp = feed_forward(config)
+        self.C = nn.Parameter(torch.empty(1, config.bottleneck_dim, config.n_embd))
+        nn.init.xavier_uniform_(self.C)
+
+    def forward(self, x, first, stop, layer_cache=None):
+        """Bottleneck positions first .. stop - 1, from x (with a cache: the input's new positions)."""
+        x = self.attn(self.ln1(x), self.ln1(self.C[:, first:stop]), first, layer_cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class UpProjectBlock(nn.Module):
+    """
+    The perceiver's last block: every input position reads the bottleneck y,
+    x = attn(kv=ln1(y), q=ln1(input)); x = x + mlp(ln2(x)). Input position i sees bottleneck
+    positions 0 .. i, each of which saw the input up to itself: the whole model stays causal.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.n_embd)
+        self.ln2 = nn.LayerNorm(config.n_embd)
+        self.attn = CausalCrossAttention(config)
+        self.mlp = feed_forward(config)
+
+    def forward(self, y, x, start, layer_cache=None):
+        """x: input positions start .., y: the bottleneck's new positions (with a cache: maybe none)."""
+        x = self.attn(self.ln1(y), self.ln1(x), start, layer_cache)
+        return x + self.mlp(self.ln2(x))
+
+
 class KVCache:
-    """What greedy decoding keeps between steps: each layer's keys and values so far."""
+    """
+    What greedy decoding keeps between steps: each layer's keys and values so far (the
+    perceiver's layers are its down_block, middle blocks and up_block), and the input length.
+    """
 
     def __init__(self, n_layer):
         self.layers = [{} for _ in range(n_layer)]
@@ -76,18 +149,35 @@ class GPT(nn.Module):
 
     def __init__(self, config):
         super().__init__()
+        self.variant = model_variant(config)
+        self.block_size = config.block_size
+        self.n_layer = config.n_layer
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
-        self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
+        if self.variant == "rope":
+            self.pos_emb = None  # RoPE gives q and k their positions instead
+        else:
+            self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
         self.drop = nn.Dropout(config.embd_pdrop)
-        self.blocks = nn.Sequential(*[Block(config) for _ in range(config.n_layer)])
+        if self.variant == "perceiver":
+            if config.n_layer < 2 or not 1 <= config.bottleneck_dim <= config.block_size:
+                raise ValueError(f"the perceiver needs n_layer >= 2 (its first and last blocks project down and "
+                                 f"up) and 1 <= bottleneck_dim <= block_size {config.block_size}; got n_layer "
+                                 f"{config.n_layer}, bottleneck_dim {config.bottleneck_dim}")
+            self.bottleneck_dim = config.bottleneck_dim
+            self.down_block = DownProjectBlock(config)
+            bottleneck = copy.copy(config)  # the middle blocks' masks are bottleneck_dim long
+            bottleneck.block_size = config.bottleneck_dim
+            self.blocks = nn.Sequential(*[Block(bottleneck) for _ in range(config.n_layer - 2)])
+            self.up_block = UpProjectBlock(config)
+        else:
+            self.blocks = nn.Sequential(*[Block(config, ATTENTION[self.variant]) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.block_size = config.block_size
-        self.variant = attention_variant(config)
         self.apply(self._init_weights)
 
     def _init_weights(self, module):
-        # pos_emb stays zero and the synthesizer's w2 keeps its own uniform init: not modules here
+        # pos_emb stays zero, and the synthesizer's w2 and the perceiver's C keep their own
+        # uniform inits: they are parameters, not modules
         if isinstance(module, (nn.Linear, nn.Embedding)):
             module.weight.data.normal_(mean=0.0, std=0.02)
             if isinstance(module, nn.Linear) and module.bias is not None:
@@ -116,9 +206,16 @@ class GPT(nn.Module):
         start = cache.length if cache is not None else 0
         if start + T > self.block_size:
             raise ValueError(f"cannot run {start + T} positions: the block size is {self.block_size}")
-        x = self.drop(self.tok_emb(idx) + self.pos_emb[:, start:start + T])
-        for i, block in enumerate(self.blocks):
-            x = block(x, cache.layers[i] if cache is not None else None)
+        x = self.tok_emb(idx)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb[:, start:start + T]
+        x = self.drop(x)
+        layers = cache.layers if cache is not None else [None] * self.n_layer
+        if self.variant == "perceiver":
+            x = self.through_bottleneck(x, start, layers)
+        else:
+            for block, layer_cache in zip(self.blocks, layers):
+                x = block(x, layer_cache)
         if cache is not None:
             cache.length += T
         logits = self.head(self.ln_f(x))
@@ -126,3 +223,19 @@ class GPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=0)
         return logits, loss
+
+    def through_bottleneck(self, x, start, layers):
+        """
+        The perceiver's blocks on input positions start .. start + T - 1. Only the bottleneck
+        positions up to the last input position are computed: input position i reads bottleneck
+        positions <= i alone, so the others (all there in the original, which always makes
+        bottleneck_dim of them) change no output. That is what lets a batch be cut after its
+        last target, and decoding add one position at a time, exactly.
+        """
+        first, stop = min(start, self.bottleneck_dim), min(start + x.size(1), self.bottleneck_dim)
+        y = x[:, :0]  # decoding past the bottleneck's length adds no position to it
+        if stop > first:
+            y = self.down_block(x, first, stop, layers[0])
+            for block, layer_cache in zip(self.blocks, layers[1:-1]):
+                y = block(y, layer_cache)
+        return self.up_block(y, x, start, layers[-1])

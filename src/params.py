@@ -1,15 +1,21 @@
 """
-Params files: a model's state_dict, saved with the original's names, and loaded back only
-into a model of the same variant and size. Every command that reads or writes them (run.py,
+Params files: a model's state_dict, saved with the original's names (those of its
+variant's year), and loaded back only into a model of the same variant and size. Every command that reads or writes them (run.py,
 analyze.py) builds its model here, from the size flags they share.
 """
 
 import torch
 
-from model import GPT, GPTConfig
+from model import GPT, VARIANTS, GPTConfig
 from safe_io import InputError, atomic_output, did_you_mean
 
 SIZE_FLAGS = ("n_layer", "n_head", "n_embd")  # the handout's size is GPTConfig's default: 4, 8, 256
+
+
+def add_variant_argument(parser):
+    parser.add_argument("variant", choices=VARIANTS,
+                        help="the model: vanilla or synthesizer attention (2021), rope (2023-24: rotary position "
+                             "embeddings), perceiver (2022-23: a bottleneck of learned queries)")
 
 
 def add_size_flags(parser):
@@ -17,6 +23,9 @@ def add_size_flags(parser):
         parser.add_argument(f"--{name}", type=int, default=getattr(GPTConfig, name),
                             help=f"model size (default {getattr(GPTConfig, name)}, the handout's); params files "
                                  f"load only into a model of the size they were trained at")
+    parser.add_argument("--bottleneck_dim", type=int,
+                        help=f"the perceiver's number of learned queries (default {GPTConfig.bottleneck_dim}, the "
+                             f"public runs'); like the size, give it to every command that reads its params")
 
 
 def build_model(vocab_size, block_size, variant, args, **config):
@@ -25,7 +34,16 @@ def build_model(vocab_size, block_size, variant, args, **config):
     if min(size.values()) < 1 or size["n_embd"] % size["n_head"]:
         raise InputError(f"--n_layer {size['n_layer']} --n_head {size['n_head']} --n_embd {size['n_embd']}: each "
                          f"must be at least 1, and n_embd a multiple of n_head (the heads split it)")
-    return GPT(GPTConfig(vocab_size, block_size, variant=variant, **size, **config))
+    bottleneck_dim = getattr(args, "bottleneck_dim", None)
+    if bottleneck_dim is not None:
+        if variant != "perceiver":
+            raise InputError(f"--bottleneck_dim {bottleneck_dim} is the perceiver's; {variant} has no bottleneck: "
+                             f"leave the flag out, or run perceiver")
+        config["bottleneck_dim"] = bottleneck_dim
+    try:
+        return GPT(GPTConfig(vocab_size, block_size, variant=variant, **size, **config))
+    except ValueError as error:  # a size this variant cannot be built at
+        raise InputError(f"{variant}: {error}") from None
 
 
 def save_params(model, path):
@@ -48,14 +66,19 @@ def load_params(model, path, device):
                          f"run with {found}, or read a {model.variant} params file")
     if not fits(state_dict, model.state_dict()):
         layers, width = size_of(state_dict)
+        bottleneck = f" --bottleneck_dim {state_dict['down_block.C'].shape[1]}" if found == "perceiver" else ""
         raise InputError(f"{path} holds a model of {shape_of(state_dict)}, but this command builds one of "
-                         f"{shape_of(model.state_dict())}: run with --n_layer {layers} --n_embd {width} (and the "
-                         f"--n_head it was trained with), or read params made with this size and this corpus")
+                         f"{shape_of(model.state_dict())}: run with --n_layer {layers} --n_embd {width}{bottleneck} "
+                         f"(and the --n_head it was trained with), or read params made with this size and this corpus")
     model.load_state_dict(state_dict, strict=True)
 
 
 def params_variant(state_dict):
-    """Which attention a params file was trained with, from its parameter names."""
+    """Which variant a params file was trained with, from the names its variant alone has."""
+    if "down_block.C" in state_dict:
+        return "perceiver"
+    if any(name.endswith("attn.rope_cache") for name in state_dict):
+        return "rope"
     if any(name.endswith("attn.w1.weight") for name in state_dict):
         return "synthesizer"
     if any(name.endswith("attn.query.weight") for name in state_dict):
@@ -70,13 +93,16 @@ def fits(state_dict, expected):
 def size_of(state_dict):
     """(layers, n_embd) read off a state_dict; '?' where it does not tell."""
     layers = len({name.split(".")[1] for name in state_dict if name.startswith("blocks.")})
+    layers += 2 if "down_block.C" in state_dict else 0  # the perceiver's down and up blocks
     width = state_dict["tok_emb.weight"].shape[1] if "tok_emb.weight" in state_dict else "?"
     return layers, width
 
 
 def shape_of(state_dict):
-    """A model's size in words, read off its params: layers, width, vocabulary and block."""
+    """A model's size in words, read off its params: layers, width, vocabulary, block (and bottleneck)."""
     layers, width = size_of(state_dict)
     vocabulary = state_dict["tok_emb.weight"].shape[0] if "tok_emb.weight" in state_dict else "?"
-    block = state_dict["pos_emb"].shape[1] if "pos_emb" in state_dict else "?"
-    return f"{layers} layers, n_embd {width}, a vocabulary of {vocabulary}, block {block}"
+    masks = [tensor.shape[-1] for name, tensor in state_dict.items() if name.endswith("attn.mask")]
+    block = state_dict["pos_emb"].shape[1] if "pos_emb" in state_dict else max(masks, default="?")
+    bottleneck = f", bottleneck {state_dict['down_block.C'].shape[1]}" if "down_block.C" in state_dict else ""
+    return f"{layers} layers, n_embd {width}, a vocabulary of {vocabulary}, block {block}{bottleneck}"

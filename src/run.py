@@ -1,5 +1,6 @@
 """
-The assignment's command line: pretrain, finetune or evaluate a vanilla or synthesizer GPT.
+The assignment's command line: pretrain, finetune or evaluate a GPT of any variant (vanilla,
+synthesizer, rope, perceiver).
 
     python src/run.py pretrain vanilla wiki.txt --writing_params_path vanilla.pretrain.params
     python src/run.py finetune vanilla wiki.txt --reading_params_path vanilla.pretrain.params \
@@ -20,7 +21,7 @@ import torch
 
 import distributed
 from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset, decode
-from params import add_size_flags, build_model, load_params, save_params
+from params import add_size_flags, add_variant_argument, build_model, load_params, save_params
 from safe_io import InputError, atomic_output, check_writable, exit_on_input_error, read_text
 from trainer import Trainer, TrainerConfig, TrainingStopped, resolve_device
 from utils import DECODE_STEPS, evaluate_places, greedy_decode, set_seed
@@ -48,7 +49,7 @@ def final_tokens(pretrain_dataset, train_dataset=None, cosine_epochs=None):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Pretrain, finetune or evaluate a character-level GPT.")
     parser.add_argument("function", choices=["pretrain", "finetune", "evaluate"], help="what to do")
-    parser.add_argument("variant", choices=["vanilla", "synthesizer"], help="which attention the model uses")
+    add_variant_argument(parser)
     parser.add_argument("pretrain_corpus_path", help="the pretraining text (wiki.txt); it defines the vocabulary")
     parser.add_argument("--reading_params_path", help="params to load before finetuning, or to evaluate")
     parser.add_argument("--writing_params_path", help="where pretrain and finetune save the params")

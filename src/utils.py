@@ -81,7 +81,7 @@ def greedy_decode(model, prompts, steps):
 
 
 def decode_batch_with_cache(model, batch, steps):
-    cache = KVCache(len(model.blocks))
+    cache = KVCache(model.n_layer)
     tokens = batch
     new_tokens = batch
     for _ in range(steps):
