@@ -12,7 +12,7 @@ Training and evaluation speed of three paths through the same function, on the r
   ran in length groups).
 - grouped: what src/ does: rows in groups of similar length, each cut after its longest row.
 
-For pretrain and finetune of each variant, in fp32 and in bf16 autocast, it prints ms per
+For pretrain and finetune of each variant (--variants: all four by default), in fp32 and in bf16 autocast, it prints ms per
 step, positions per second (padded: all 127 of each row; real: the non-PAD targets), achieved
 TFLOP/s and its fraction of a measured matrix-product peak in the same precision. Then it
 times whole epochs as run.py trains them (batches made on the device, losses read every few
@@ -39,7 +39,7 @@ import attention  # noqa: E402
 import run  # noqa: E402
 import trainer as trainer_module  # noqa: E402
 from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset  # noqa: E402
-from model import GPT, GPTConfig  # noqa: E402
+from model import GPT, VARIANTS, GPTConfig  # noqa: E402
 from run import HYPERPARAMETERS, WARMUP_TOKENS, final_tokens  # noqa: E402
 from trainer import Trainer, TrainerConfig, choose_precision, resolve_device  # noqa: E402
 from utils import DECODE_STEPS, greedy_decode, sample, set_seed  # noqa: E402
@@ -49,6 +49,8 @@ ORIGINAL_WORKERS = 4  # the original's data loader processes
 def plain_vanilla_forward(self, x, layer_cache=None):
     B, T, C = x.shape
     q, k, v = (attention.split_heads(layer(x), self.n_head) for layer in (self.query, self.key, self.value))
+    if self.rope_cache is not None:
+        q, k = attention.rotate(q, self.rope_cache), attention.rotate(k, self.rope_cache)
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
     weights = scores.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf")).softmax(dim=-1)
     weights = self.attn_drop(weights)
@@ -65,6 +67,17 @@ def plain_synthesizer_forward(self, x, layer_cache=None):
     return self.resid_drop(self.proj(attention.merge_heads(weights @ v)))
 
 
+def plain_cross_forward(self, x_kv, x_q, first_query=0, layer_cache=None):
+    Tq, Tk = x_q.size(1), x_kv.size(1)
+    q = attention.split_heads(self.query(x_q), self.n_head)
+    k, v = (attention.split_heads(layer(x_kv), self.n_head) for layer in (self.key, self.value))
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
+    visible = self.mask[:, :, first_query:first_query + Tq, :Tk]
+    weights = self.attn_drop(scores.masked_fill(visible == 0, -1e10).softmax(dim=-1))
+    y = (weights @ v).transpose(1, 2).reshape(max(x_q.size(0), x_kv.size(0)), Tq, -1)
+    return self.resid_drop(self.proj(y))
+
+
 def whole_batch_trimmed(lengths, group_cost):
     return [(torch.arange(len(lengths)), max(lengths))]
 
@@ -77,11 +90,12 @@ def whole_batch_padded(lengths, group_cost):
 def path(name):
     """Swap in the way of computing that the path named uses (grouped: src/ as it is)."""
     saved = (attention.CausalSelfAttention.forward, attention.SynthesizerAttention.forward,
-             trainer_module.length_groups, CharCorruptionDataset.batches, NameDataset.batches,
-             TrainerConfig.num_workers)
+             attention.CausalCrossAttention.forward, trainer_module.length_groups, CharCorruptionDataset.batches,
+             NameDataset.batches, TrainerConfig.num_workers)
     if name == "plain":
         attention.CausalSelfAttention.forward = plain_vanilla_forward
         attention.SynthesizerAttention.forward = plain_synthesizer_forward
+        attention.CausalCrossAttention.forward = plain_cross_forward
         trainer_module.length_groups = whole_batch_padded
         # without batches() the trainer uses a data loader, which builds batches one example at a time
         del CharCorruptionDataset.batches, NameDataset.batches
@@ -92,8 +106,8 @@ def path(name):
         yield
     finally:
         (attention.CausalSelfAttention.forward, attention.SynthesizerAttention.forward,
-         trainer_module.length_groups, CharCorruptionDataset.batches, NameDataset.batches,
-         TrainerConfig.num_workers) = saved
+         attention.CausalCrossAttention.forward, trainer_module.length_groups, CharCorruptionDataset.batches,
+         NameDataset.batches, TrainerConfig.num_workers) = saved
 
 
 def synchronize(device):
@@ -117,9 +131,12 @@ def matmul_peak(device, dtype):
 
 
 def training_flops_per_position(model, length):
-    """Forward and backward (3x forward) FLOPs of one position in a sequence of `length`."""
-    d, layers, vocabulary = model.tok_emb.embedding_dim, len(model.blocks), model.tok_emb.num_embeddings
-    attention_projections = 4 * d * d if model.variant == "vanilla" else 3 * d * d
+    """
+    Forward and backward (3x forward) FLOPs of one position in a sequence of `length` (for the
+    perceiver, an upper bound: its bottleneck layers run at most bottleneck_dim positions).
+    """
+    d, layers, vocabulary = model.tok_emb.embedding_dim, model.n_layer, model.tok_emb.num_embeddings
+    attention_projections = 3 * d * d if model.variant == "synthesizer" else 4 * d * d
     matmuls = layers * (attention_projections + 8 * d * d) + d * vocabulary
     score_and_mix = layers * 2 * length * d  # q.k (or hidden.w2) and weights.v, all heads
     return 3 * 2 * (matmuls + score_and_mix)
@@ -209,6 +226,7 @@ def main():
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per configuration")
     parser.add_argument("--epochs", type=int, default=1, help="whole pretraining epochs timed per path (0: none)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=VARIANTS, help="the variants measured")
     parser.add_argument("--compile", action="store_true", help="torch.compile the fast paths (slow to start)")
     parser.add_argument("--plain_questions", type=int, default=40,
                         help="questions the plain evaluate decodes one by one (scaled to 500)")
@@ -231,7 +249,7 @@ def main():
           f"bf16 {peaks['bf16']:.3f} TFLOP/s; default precision {default} ({why})")
 
     results = {}
-    for variant in ["vanilla", "synthesizer"] if args.steps else []:
+    for variant in args.variants if args.steps else []:
         for function in ["pretrain", "finetune"]:
             for precision in PRECISIONS:
                 for path_name in PATHS:
@@ -254,7 +272,7 @@ def main():
               f"in fp32:", flush=True)
         configurations = [("plain", "fp32"), ("grouped", "fp32"), ("grouped", "bf16")]
         for function in ["pretrain", "finetune"]:
-            for variant in ["vanilla", "synthesizer"]:
+            for variant in args.variants:
                 seconds = {c: [] for c in configurations}
                 for _ in range(args.epochs):  # interleaved, so that a slow spell of the machine hits all alike
                     for path_name, precision in configurations:

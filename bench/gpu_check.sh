@@ -6,8 +6,10 @@
 #      steps against the CPU's, a loop that waits on the GPU only to read its losses,
 #      cached decoding against sample()),
 #   2. bench/bench.py on the GPU,
-#   3. python3 handout.py --length full --seeds 0 1 2, which skips what it finished, resumes
-#      an interrupted training from its checkpoint, and ends with RESULTS.md,
+#   3. python3 handout.py --length full --seeds 0 1 2 --variants vanilla rope synthesizer
+#      perceiver (every year's variant; vanilla and rope first, the comparison that matters
+#      most), which skips what it finished, resumes an interrupted training from its
+#      checkpoint, and ends with RESULTS.md,
 #
 # then writes to OUT_DIR the logs, RESULTS.md, and gpu_summary.txt: the card, and the seconds
 # of each pretraining, per epoch and whole, from the metrics logs (what BENCHMARKS.md records).
@@ -62,7 +64,7 @@ stage() {
 
 stage cuda_tests "$python" -m pytest -q -m cuda tests &&
     stage bench "$python" bench/bench.py --steps 5 --epochs 1 &&
-    stage handout "$python" handout.py --length full --seeds 0 1 2
+    stage handout "$python" handout.py --length full --seeds 0 1 2 --variants vanilla rope synthesizer perceiver
 finished=$?
 
 "$python" - >"$out_dir/gpu_summary.txt" <<'EOF'

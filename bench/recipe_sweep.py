@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from analyze import person_name  # noqa: E402
 from dataset import BLOCK_SIZE, CharCorruptionDataset, decode  # noqa: E402
+from model import VARIANTS  # noqa: E402
 from params import build_model, load_params  # noqa: E402
 from utils import greedy_decode  # noqa: E402
 
@@ -173,7 +174,7 @@ def main():
     parser.add_argument("--table", action="store_true", help="print the records as a markdown table and stop")
     parser.add_argument("--plot", metavar="PNG", help="plot the records into this file and stop")
     parser.add_argument("--tag", help="names the point's folder under sweep/ and its record")
-    parser.add_argument("--variant", default="vanilla", choices=["vanilla", "synthesizer"])
+    parser.add_argument("--variant", default="vanilla", choices=VARIANTS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n_layer", type=int, default=4)

@@ -167,7 +167,7 @@ class GPT(nn.Module):
             self.down_block = DownProjectBlock(config)
             bottleneck = copy.copy(config)  # the middle blocks' masks are bottleneck_dim long
             bottleneck.block_size = config.bottleneck_dim
-            self.blocks = nn.Sequential(*[Block(bottleneck) for _ in range(config.n_layer - 2)])
+            self.blocks = nn.Sequential(*[Block(bottleneck, ATTENTION["perceiver"]) for _ in range(config.n_layer - 2)])
             self.up_block = UpProjectBlock(config)
         else:
             self.blocks = nn.Sequential(*[Block(config, ATTENTION[self.variant]) for _ in range(config.n_layer)])

@@ -1,0 +1,36 @@
+"""bench/bench.py's plain path (attention written out, the original's way) computes what src/ computes."""
+
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+from model import GPT, VARIANTS, GPTConfig
+
+sys.path.insert(0, str(ROOT / "bench"))
+import bench  # noqa: E402
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_plain_paths_attention_gives_the_fused_paths_logits(variant, monkeypatch):
+    called = set()
+    for name in ["plain_vanilla_forward", "plain_synthesizer_forward", "plain_cross_forward"]:
+        def recording(*args, plain=getattr(bench, name), name=name, **kwargs):
+            called.add(name)
+            return plain(*args, **kwargs)
+        monkeypatch.setattr(bench, name, recording)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(40, 32, variant=variant, n_layer=3, n_head=4, n_embd=32, bottleneck_dim=8)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)  # scores of a realistic spread
+        idx = torch.randint(0, 40, (3, 31))
+        fused, _ = model(idx)
+        assert not called
+        with bench.path("plain"):
+            plain, _ = model(idx)
+    assert called == {"synthesizer": {"plain_synthesizer_forward"},
+                      "perceiver": {"plain_vanilla_forward", "plain_cross_forward"}}.get(variant,
+                                                                                       {"plain_vanilla_forward"})
+    assert torch.allclose(plain, fused, rtol=1e-4, atol=1e-4)
