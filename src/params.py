@@ -1,7 +1,8 @@
 """
 Params files: a model's state_dict, saved with the original's names (those of its
-variant's year), and loaded back only into a model of the same variant and size. Every command that reads or writes them (run.py,
-analyze.py) builds its model here, from the size flags they share.
+variant's year), and loaded back only into a model of the same variant and size. Every
+command that reads or writes them (run.py, analyze.py) builds its model here, from the size
+flags they share.
 """
 
 import torch

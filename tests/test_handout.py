@@ -46,7 +46,8 @@ def test_variants_add_their_steps_in_the_order_given():
     assert commands[7] == "src/run.py pretrain vanilla wiki.txt --writing_params_path vanilla.pretrain.params"
     assert commands[11] == "src/run.py pretrain perceiver wiki.txt --writing_params_path perceiver.pretrain.params"
     assert commands[14] == ("src/run.py evaluate perceiver wiki.txt --reading_params_path perceiver.finetune.params "
-                            "--eval_corpus_path birth_test_inputs.tsv --outputs_path perceiver.pretrain.test.predictions")
+                            "--eval_corpus_path birth_test_inputs.tsv "
+                            "--outputs_path perceiver.pretrain.test.predictions")
     assert [row for row, _, _ in steps if row] == [
         "vanilla, no pretraining", "rope, pretrain + finetune", "vanilla, pretrain + finetune",
         "perceiver, pretrain + finetune", "London baseline"]
