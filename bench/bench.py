@@ -15,10 +15,9 @@ Training and evaluation speed of three paths through the same function, on the r
 For pretrain and finetune of each variant (--variants: all four by default), in fp32 and in
 bf16 autocast, it prints ms per step, positions per second (padded: all 127 of each row; real:
 the non-PAD targets), achieved TFLOP/s and its fraction of a measured matrix-product peak in
-the same precision. Then it
-times whole epochs as run.py trains them (batches made on the device, losses read every few
-steps) for the plain path and the grouped one in each precision, and decoding of the 500 dev
-questions.
+the same precision. Then it times whole epochs as run.py trains them (batches made on the
+device, losses read every few steps) for the plain path and the grouped one in each
+precision, and decoding of the 500 dev questions.
 """
 
 import argparse
