@@ -92,11 +92,11 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-class DownProjectBlock(nn.Module):
+class ProjectionBlock(nn.Module):
     """
-    The perceiver's first block: bottleneck_dim learned queries C read the input,
-    x = attn(kv=ln1(input), q=ln1(C)); x = x + mlp(ln2(x)), with no residual around the
-    attention (the input is longer than C). Bottleneck position j sees input positions 0 .. j.
+    What the perceiver's two projection blocks share: Block's layers, with a cross-attention,
+    and x + mlp(ln2(x)) after it, with no residual around the attention (its queries and its
+    keys are sequences of different lengths).
     """
 
     def __init__(self, config):
@@ -105,33 +105,39 @@ class DownProjectBlock(nn.Module):
         self.ln2 = nn.LayerNorm(config.n_embd)
         self.attn = CausalCrossAttention(config)
         self.mlp = feed_forward(config)
+
+    def project(self, x_kv, x_q, first_query, layer_cache):
+        x = self.attn(self.ln1(x_kv), self.ln1(x_q), first_query, layer_cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class DownProjectBlock(ProjectionBlock):
+    """
+    The perceiver's first block: bottleneck_dim learned queries C read the input,
+    x = attn(kv=ln1(input), q=ln1(C)); x = x + mlp(ln2(x)). Bottleneck position j sees input
+    positions 0 .. j.
+    """
+
+    def __init__(self, config):
+        super().__init__(config)
         self.C = nn.Parameter(torch.empty(1, config.bottleneck_dim, config.n_embd))
         nn.init.xavier_uniform_(self.C)
 
     def forward(self, x, first, stop, layer_cache=None):
         """Bottleneck positions first .. stop - 1, from x (with a cache: the input's new positions)."""
-        x = self.attn(self.ln1(x), self.ln1(self.C[:, first:stop]), first, layer_cache)
-        return x + self.mlp(self.ln2(x))
+        return self.project(x, self.C[:, first:stop], first, layer_cache)
 
 
-class UpProjectBlock(nn.Module):
+class UpProjectBlock(ProjectionBlock):
     """
     The perceiver's last block: every input position reads the bottleneck y,
     x = attn(kv=ln1(y), q=ln1(input)); x = x + mlp(ln2(x)). Input position i sees bottleneck
     positions 0 .. i, each of which saw the input up to itself: the whole model stays causal.
     """
 
-    def __init__(self, config):
-        super().__init__()
-        self.ln1 = nn.LayerNorm(config.n_embd)
-        self.ln2 = nn.LayerNorm(config.n_embd)
-        self.attn = CausalCrossAttention(config)
-        self.mlp = feed_forward(config)
-
     def forward(self, y, x, start, layer_cache=None):
         """x: input positions start .., y: the bottleneck's new positions (with a cache: maybe none)."""
-        x = self.attn(self.ln1(y), self.ln1(x), start, layer_cache)
-        return x + self.mlp(self.ln2(x))
+        return self.project(y, x, start, layer_cache)
 
 
 class KVCache:
