@@ -318,8 +318,11 @@ def describe(recipe):
         f"{'every command' if kind == 'model' else kind} `{' '.join(flags)}`" for kind, flags in recipe.items())
 
 
-def step_command(arguments, training, folder, recipe, seed, device):
-    """A handout command as this run runs it: in folder, with the recipe's, the seed's and the device's flags."""
+def step_command(arguments, training, folder, recipe, seed, device, precision="auto", snapshot_epochs=()):
+    """
+    A handout command as this run runs it: in folder, with the recipe's, the seed's, the device's
+    and the precision's flags, and the pretraining's snapshots.
+    """
     extra = []
     if arguments[0] == "src/run.py":
         extra += recipe_flags(recipe, training)
@@ -327,6 +330,10 @@ def step_command(arguments, training, folder, recipe, seed, device):
             extra += ["--seed", str(seed)]
         if device != "auto":
             extra += ["--device", device]
+        if precision != "auto" and training is not None:
+            extra += ["--precision", precision]
+        if snapshot_epochs and training == "pretrain":
+            extra += ["--snapshot_epochs", *map(str, snapshot_epochs)]
     return in_folder(arguments, folder) + extra
 
 
@@ -359,7 +366,7 @@ def run_recorded(command, inputs, action, ledger, key, ledger_path):
     return seconds
 
 
-def run_sequence(seed, folder, recipe, device, variants=HANDOUT_VARIANTS):
+def run_sequence(seed, folder, recipe, device, variants=HANDOUT_VARIANTS, precision="auto", snapshot_epochs=()):
     """
     The handout's sequence once, with the recipe's flags, in folder: skips, resumes or runs each
     step by its record in the folder's ledger. Returns ({table row: dev accuracy}, the seconds
@@ -370,7 +377,8 @@ def run_sequence(seed, folder, recipe, device, variants=HANDOUT_VARIANTS):
     ledger = read_ledger(ledger_path)
     seconds_now = 0.0
     for _, arguments, training in handout_steps(variants):
-        key, command = shlex.join(arguments), step_command(arguments, training, folder, recipe, seed, device)
+        key = shlex.join(arguments)
+        command = step_command(arguments, training, folder, recipe, seed, device, precision, snapshot_epochs)
         inputs = fingerprints(step_files(command)[0])
         action = next_action(ledger.get(key), command, inputs)
         if action == "skip":
@@ -480,7 +488,8 @@ def run_handout(args, recipe, has_gpu):
     for index, seed in enumerate(args.seeds):
         folder = Path(".") if index == 0 else Path("runs") / f"seed-{seed}"
         results, sequence_seconds, sequence_seconds_now = run_sequence(seed, folder, recipe, args.device,
-                                                                       args.variants)
+                                                                       args.variants, args.precision,
+                                                                       args.snapshot_epochs)
         results_by_seed.append(results)
         seconds += sequence_seconds
         seconds_now += sequence_seconds_now
@@ -491,7 +500,9 @@ def run_handout(args, recipe, has_gpu):
     header, rows = accuracy_table(results_by_seed)
     device_name = torch.cuda.get_device_name() if has_gpu else f"a CPU ({torch.get_num_threads()} threads)"
     other_flags = [*(["--variants", *args.variants] if args.variants != HANDOUT_VARIANTS else []),
-                   *(["--schedule", args.schedule] if args.schedule != "2021" else [])]
+                   *(["--schedule", args.schedule] if args.schedule != "2021" else []),
+                   *(["--precision", args.precision] if args.precision != "auto" else []),
+                   *(["--snapshot_epochs", *map(str, args.snapshot_epochs)] if args.snapshot_epochs else [])]
     write_results(header, rows, args.seeds, recipe, seconds / 60, device_name, figures, analysed_variant, analysis,
                   other_flags)
 
@@ -509,6 +520,11 @@ def main(argv=None):
                         help="full: the handout's run; cpu: the CPU recipe (see CPU_RECIPE); auto: full on a "
                              "CUDA GPU, cpu otherwise")
     parser.add_argument("--device", default="auto", help="passed to every src/run.py command")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="passed to every training command (default auto: run.py's choice)")
+    parser.add_argument("--snapshot_epochs", type=int, nargs="+", default=[], metavar="N",
+                        help="every pretraining also writes its params after these epochs "
+                             "(VARIANT.pretrain.params.epochN), for src/knowledge_curve.py")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="run the sequence once per seed")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=HANDOUT_VARIANTS,
                         help="the variants pretrained, finetuned and evaluated, each as in 2(f) (default: the "

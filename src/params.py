@@ -52,6 +52,11 @@ def save_params(model, path):
         torch.save({name: tensor.cpu() for name, tensor in model.state_dict().items()}, f)
 
 
+def snapshot_path(params_path, epoch):
+    """Where a training run writing params_path keeps its params as they were after `epoch` epochs."""
+    return f"{params_path}.epoch{epoch}"
+
+
 def load_params(model, path, device):
     try:
         state_dict = torch.load(path, map_location=device, weights_only=True)

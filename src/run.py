@@ -21,7 +21,7 @@ import torch
 
 import distributed
 from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset, decode
-from params import add_size_flags, add_variant_argument, build_model, load_params, save_params
+from params import add_size_flags, add_variant_argument, build_model, load_params, save_params, snapshot_path
 from safe_io import InputError, atomic_output, check_writable, exit_on_input_error, read_text
 from trainer import Trainer, TrainerConfig, TrainingStopped, resolve_device
 from utils import DECODE_STEPS, evaluate_places, greedy_decode, set_seed
@@ -74,6 +74,9 @@ def parse_args(argv=None):
     add_size_flags(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted pretrain or finetune from WRITING_PARAMS_PATH.checkpoint")
+    parser.add_argument("--snapshot_epochs", type=int, nargs="+", default=[], metavar="N",
+                        help="also write the params as they are after each of these epochs, to "
+                             "WRITING_PARAMS_PATH.epochN (pretrain, finetune)")
     parser.add_argument("--checkpoint_every", type=float, default=120,
                         help="seconds between checkpoints, written at the end of an epoch (default 120)")
     args = parser.parse_args(argv)
@@ -85,18 +88,26 @@ def parse_args(argv=None):
     missing = [f"--{name}" for name in required if getattr(args, name) is None]
     if missing:
         parser.error(f"{args.function} needs {' and '.join(missing)}")
+    if args.snapshot_epochs and args.function == "evaluate":
+        parser.error("--snapshot_epochs is for pretrain and finetune: evaluate trains nothing")
     return args
 
 
 def train(args, model, dataset, pretrain_dataset, hyperparameters, device):
     overrides = {name: getattr(args, name) for name in ("max_epochs", "batch_size", "learning_rate", "weight_decay")
                  if getattr(args, name) is not None}
+    epochs = overrides.get("max_epochs", hyperparameters["max_epochs"])
+    outside = [n for n in args.snapshot_epochs if not 1 <= n <= epochs]
+    if outside:
+        raise InputError(f"--snapshot_epochs {' '.join(map(str, outside))}: a snapshot is taken after an epoch of "
+                         f"the run, 1 to {epochs}; choose epochs in that range")
     config = TrainerConfig(**{**hyperparameters, **overrides}, lr_decay=True, warmup_tokens=WARMUP_TOKENS,
                            final_tokens=final_tokens(pretrain_dataset, dataset, args.cosine_epochs),
                            device=device, precision=args.precision, compile=args.compile,
                            metrics_path=f"{args.writing_params_path}.metrics.jsonl",
                            checkpoint_path=f"{args.writing_params_path}.checkpoint",
-                           checkpoint_every=args.checkpoint_every, resume=args.resume)
+                           checkpoint_every=args.checkpoint_every, resume=args.resume,
+                           snapshots={n: snapshot_path(args.writing_params_path, n) for n in args.snapshot_epochs})
     Trainer(model, dataset, None, config).train()
     if distributed.is_main_process():
         save_params(model, args.writing_params_path)

@@ -31,6 +31,7 @@ from tqdm import tqdm
 import checkpoint
 import distributed
 from dataset import row_lengths
+from params import save_params
 from safe_io import atomic_output
 
 # What running one more group of rows costs beyond its positions, in positions, per kind of
@@ -65,6 +66,7 @@ class TrainerConfig:
     checkpoint_path = None  # where the resumable state goes (see checkpoint.py)
     checkpoint_every = 120  # seconds between checkpoint writes, at the end of an epoch
     resume = False          # continue from checkpoint_path
+    snapshots = {}          # {epoch: path}: the params as they are after those epochs, written as params files
 
     def __init__(self, **kwargs):
         for key, value in kwargs.items():
@@ -330,6 +332,8 @@ class Trainer:
                 if config.ckpt_path is not None and self.rank == 0:
                     with atomic_output(config.ckpt_path, "wb") as f:
                         torch.save(model.state_dict(), f)
+                if epoch + 1 in config.snapshots and self.rank == 0:
+                    save_params(model, config.snapshots[epoch + 1])  # draws nothing random: the run goes on as without
         progress.close()
         self.write_metrics(metrics)
         return metrics
