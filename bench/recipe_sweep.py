@@ -20,16 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 RECORDS = Path(__file__).with_name("recipe_sweep.jsonl")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from analyze import person_name  # noqa: E402
-from dataset import BLOCK_SIZE, CharCorruptionDataset, decode  # noqa: E402
+from analyze import parse_questions, pretrained_recall  # noqa: E402
+from dataset import BLOCK_SIZE, CharCorruptionDataset  # noqa: E402
 from model import VARIANTS  # noqa: E402
 from params import build_model, load_params  # noqa: E402
-from utils import greedy_decode  # noqa: E402
 
 
 def last_epoch_loss(metrics_path):
@@ -39,31 +36,15 @@ def last_epoch_loss(metrics_path):
     return sum(last) / len(last)
 
 
-def pretrained_recall(params_path, variant, size):
-    """
-    What the pretrained weights hold, before any finetuning: for each dev person whose place
-    is in the part of their wiki line that pretraining shows (the first 7/8 of a block), the
-    line up to the place is given, and the model's greedy continuation must be the place.
-    Returns (people probed, places completed).
-    """
+def dev_recall(params_path, variant, size):
+    """The recall probe (analyze.pretrained_recall) of dev people: (people probed, places completed)."""
     text = Path("wiki.txt").read_text(encoding="utf-8")
     corpus = CharCorruptionDataset(text, BLOCK_SIZE)
     model = build_model(corpus.vocab_size, BLOCK_SIZE, variant, argparse.Namespace(**size))
     load_params(model, params_path, "cpu")
-    lines = {line.split(".")[0]: line for line in text.split("\n")}
-    prompts, places = [], []
-    for row in Path("birth_dev.tsv").read_text(encoding="utf-8").splitlines():
-        question, place = row.split("\t")
-        line = lines.get(person_name(question), "")
-        at = line[:int(BLOCK_SIZE * 7 / 8)].find(place)
-        if at > 0:
-            prompts.append(torch.tensor([corpus.stoi[ch] for ch in line[:at]]))
-            places.append(place)
-    # greedy decoding is the same step by step however far it goes, so one length serves all
-    completions = greedy_decode(model, prompts, max(map(len, places)))
-    completed = sum(decode(corpus.itos, c[len(p):len(p) + len(place)]) == place
-                    for c, p, place in zip(completions, prompts, places))
-    return len(places), completed
+    pairs = parse_questions(Path("birth_dev.tsv").read_text(encoding="utf-8"), "birth_dev.tsv")
+    recall = pretrained_recall(model, corpus.stoi, corpus.itos, pairs, text.split("\n"))
+    return recall["probed"], recall["completed"]
 
 
 def run(arguments, threads):
@@ -102,7 +83,7 @@ def sweep_point(args):
         _, seconds = run(pretrain, args.threads)
         record.update(pretrain_minutes=seconds / 60,
                       pretrain_loss=last_epoch_loss(folder / "pretrain.params.metrics.jsonl"))
-        record["recall_probed"], record["recall_completed"] = pretrained_recall(
+        record["recall_probed"], record["recall_completed"] = dev_recall(
             folder / "pretrain.params", args.variant, {k: record[k] for k in ("n_layer", "n_head", "n_embd")})
         record["commands"].append(pretrain)
         finetune += ["--reading_params_path", str(folder / "pretrain.params")]

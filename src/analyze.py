@@ -29,9 +29,12 @@ from dataset import BLOCK_SIZE, MASK_CHAR, PAD_ID, CharCorruptionDataset
 from params import add_size_flags, add_variant_argument, build_model, load_params
 from safe_io import InputError, atomic_output, exit_on_input_error, read_text
 from trainer import resolve_device
-from utils import DECODE_STEPS
+from utils import DECODE_STEPS, greedy_decode
 
 QUESTION_START, QUESTION_END = "Where was ", " born?"
+# The most of a document that one pretraining example shows (CharCorruptionDataset truncates each
+# to at most 7/8 of a block before corrupting it): a place later than this is never trained on.
+VISIBLE_PREFIX = int(BLOCK_SIZE * 7 / 8)
 NAME_SUFFIXES = {"Jr", "Sr", "II", "III", "IV"}
 KINDS = {  # each answer is exactly one of these, tested in this order by answer_kind
     "retrieved": "retrieved: correct, and the gold place is in the person's wiki line",
@@ -313,6 +316,47 @@ def answer_confidences(model, stoi, questions, predictions, decode_steps=DECODE_
 
 
 # -----------------------------------------------------------------------------
+# what pretraining put into the weights
+
+def recall_prompts(pairs, wiki_documents):
+    """
+    (prompt text, place) for each person of the (question, place) pairs whose place occurs in
+    the part of their wiki line that pretraining shows (the first VISIBLE_PREFIX characters):
+    the line up to the place's first occurrence there. A pretraining example starts with its
+    document's first characters uncorrupted, so the prompt is exactly what the model was trained
+    to continue, and the place is what it should say next if it has learnt this person's fact.
+    """
+    documents = documents_by_name(wiki_documents, [person_name(question) for question, _ in pairs])
+    probes = []
+    for question, place in pairs:
+        for document in documents[person_name(question)]:
+            at = document[:VISIBLE_PREFIX].find(place) if place else -1
+            if at > 0:
+                probes.append((document[:at], place))
+                break
+    return probes
+
+
+@torch.no_grad()
+def pretrained_recall(model, stoi, itos, pairs, wiki_documents):
+    """
+    The recall probe: of the people whose place pretraining shows, how many the pretrained model
+    (before any finetuning) completes with that place, greedily, from their wiki line up to it.
+    Returns {"people", "probed", "completed", "recall"}: recall is completed / probed (None if
+    none was probed).
+    """
+    probes = recall_prompts(pairs, wiki_documents)
+    device = next(model.parameters()).device
+    prompts = [torch.tensor([stoi[ch] for ch in prompt], device=device) for prompt, _ in probes]
+    steps = max((len(place) for _, place in probes), default=0)
+    completions = greedy_decode(model, prompts, steps) if probes else []
+    completed = sum("".join(itos[int(i)] for i in completion[len(prompt):len(prompt) + len(place)]) == place
+                    for completion, prompt, (_, place) in zip(completions, prompts, probes))
+    return {"people": len(pairs), "probed": len(probes), "completed": int(completed),
+            "recall": completed / len(probes) if probes else None}
+
+
+# -----------------------------------------------------------------------------
 # the report and the command
 
 def percent(stats):
@@ -322,6 +366,12 @@ def percent(stats):
 def number(value):
     """Three significant digits: a made-up answer's probability can be 1e-7, and that is worth seeing."""
     return "n/a" if value is None else f"{value:.3g}"
+
+
+def recall_text(recall):
+    share = "n/a" if recall["recall"] is None else f"{recall['recall'] * 100:.1f}%"
+    return (f"{share} ({recall['completed']} of the {recall['probed']} of {recall['people']} whose place is in "
+            f"the first {VISIBLE_PREFIX} characters of their line)")
 
 
 def format_report(report, predictions_path, eval_corpus_path):
@@ -358,6 +408,13 @@ def format_report(report, predictions_path, eval_corpus_path):
               "(0.5: it cannot tell retrieved from made up; 1: it always can)", "", "  kinds of answers:"]
     lines += [f"    {report['kinds'][kind]:>5}  {description}" for kind, description in KINDS.items()]
 
+    if "recall" in report:
+        recall = report["recall"]
+        lines += ["", f"  recall probe of the pretrained params {recall['pretrained_params_path']}: the person's "
+                      f"wiki line up to the place, continued greedily",
+                  *[f"    {label}: {recall_text(recall[people])}"
+                    for people, label in (("finetuning", "people of the finetuning file"),
+                                          ("evaluation", "people of the evaluation file"))]]
     for kind in EXAMPLE_KINDS:
         lines += ["", f"  examples, {KINDS[kind].split(':')[0]}:"]
         examples = report["examples"][kind]
@@ -379,6 +436,9 @@ def parse_args(argv=None):
     parser.add_argument("--eval_corpus_path", required=True, help="the questions with gold places (birth_dev.tsv)")
     parser.add_argument("--predictions_path", required=True, help="what run.py evaluate wrote for them")
     parser.add_argument("--finetune_corpus_path", required=True, help="the finetuning TSV (birth_places_train.tsv)")
+    parser.add_argument("--pretrained_params_path",
+                        help="also probe what these pretrained params (before finetuning) recall of the people "
+                             "of the finetuning and evaluation files (the recall probe)")
     parser.add_argument("--json_path", help="where the JSON goes (default: the predictions path + .analysis.json)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     parser.add_argument("--examples", type=int, default=5, help="examples of each kind to show (default 5)")
@@ -424,6 +484,11 @@ def analyze_files(args):
                          f"made by run.py evaluate with {args.pretrain_corpus_path}?") from None
 
     report = analyze(eval_pairs, predictions, wiki_text.split("\n"), finetune_pairs, confidences, args.examples)
+    if args.pretrained_params_path is not None:
+        load_params(model, args.pretrained_params_path, device)
+        report["recall"] = {"pretrained_params_path": args.pretrained_params_path, **{
+            people: pretrained_recall(model, vocabulary.stoi, vocabulary.itos, pairs, wiki_text.split("\n"))
+            for people, pairs in (("finetuning", finetune_pairs), ("evaluation", eval_pairs))}}
     report = {"variant": args.variant, "pretrain_corpus_path": args.pretrain_corpus_path,
               "reading_params_path": args.reading_params_path, "eval_corpus_path": args.eval_corpus_path,
               "predictions_path": args.predictions_path, "finetune_corpus_path": args.finetune_corpus_path, **report}

@@ -334,6 +334,7 @@ class Trainer:
                         torch.save(model.state_dict(), f)
                 if epoch + 1 in config.snapshots and self.rank == 0:
                     save_params(model, config.snapshots[epoch + 1])  # draws nothing random: the run goes on as without
+                    self.write_metrics(metrics)  # the snapshot's loss and time, for knowledge_curve.py
         progress.close()
         self.write_metrics(metrics)
         return metrics

@@ -317,3 +317,21 @@ def test_predictions_that_do_not_fit_the_questions_are_refused(files, tmp_path, 
         analyze.main(arguments)
     assert exit_info.value.code == 2
     assert "has 2 lines but" in capsys.readouterr().err
+
+
+def test_the_command_probes_the_pretrained_params_for_each_file_s_people(files, tmp_path, capsys):
+    json_path = tmp_path / "recall.json"
+    analyze.main(command(files, "dev.tsv", "--json_path", str(json_path),
+                         "--pretrained_params_path", str(files["model.params"])))
+    recall = json.loads(json_path.read_text(encoding="utf-8"))["recall"]
+    wiki = files["wiki.txt"].read_text(encoding="utf-8").split("\n")
+    vocabulary = files["vocabulary"]
+    for people, pairs in (("finetuning", finetune_pairs()), ("evaluation", eval_pairs())):
+        want = analyze.pretrained_recall(files["model"], vocabulary.stoi, vocabulary.itos, pairs, wiki)
+        assert recall[people] == want
+        assert want["people"] == len(pairs) and want["probed"] == len(analyze.recall_prompts(pairs, wiki)) > 0
+    out = capsys.readouterr().out
+    assert f"recall probe of the pretrained params {files['model.params']}" in out
+    evaluation = recall["evaluation"]
+    assert (f"people of the evaluation file: {100 * evaluation['recall']:.1f}% ({evaluation['completed']} of the "
+            f"{evaluation['probed']} of {evaluation['people']} whose place is in the first 112 characters") in out

@@ -1,0 +1,212 @@
+"""
+The knowledge curve: how what pretraining puts into the weights grows with pretraining. For
+every snapshot of a pretraining (run.py pretrain --snapshot_epochs) and its final params, it
+runs the handout's finetuning and dev evaluation through run.py, and the recall probe
+(analyze.pretrained_recall) on the pretrained params themselves; it appends one record per
+snapshot to a JSON-lines file and draws dev accuracy and recall against pretraining epochs
+and hours.
+
+    python src/knowledge_curve.py vanilla wiki.txt --pretrain_params_path vanilla.pretrain.params \
+        --nopretrain_predictions vanilla.nopretrain.dev.predictions
+
+Run again as the pretraining goes on: a snapshot already recorded (same file, not written since)
+is skipped, so each call adds the new ones. The finetuned params and predictions go to a
+folder beside the pretraining's params (PRETRAIN.curve/); the test file is never read.
+"""
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from analyze import parse_questions, pretrained_recall
+from dataset import BLOCK_SIZE, CharCorruptionDataset
+from params import add_size_flags, add_variant_argument, build_model, load_params, snapshot_path
+from plot import PlotError, read_metrics
+from safe_io import InputError, atomic_output, exit_on_input_error, read_text
+
+RUN = str(Path(__file__).with_name("run.py"))
+ACCURACY = re.compile(r"^Correct: \S+ out of \S+: (\S+)%$", re.MULTILINE)
+
+
+def snapshots(pretrain_params_path):
+    """[(epoch, path)] of a pretraining's snapshots, by epoch, and its final params (epoch None) if written."""
+    pattern = re.compile(re.escape(Path(snapshot_path(pretrain_params_path, 0)).name[:-1]) + r"(\d+)$")
+    found = sorted((int(m.group(1)), path) for path in Path(pretrain_params_path).parent.iterdir()
+                   if (m := pattern.match(path.name)))
+    final = Path(pretrain_params_path)
+    return found + ([(None, final)] if final.exists() else [])
+
+
+def epoch_summary(metrics, epoch):
+    """(mean loss of the epoch's steps, training hours at its end) from a metrics log; Nones if it lacks the epoch."""
+    steps = [record for record in metrics if record["epoch"] == epoch]
+    if not steps:
+        return None, None
+    return sum(r["loss"] for r in steps) / len(steps), steps[-1]["wall_time"] / 3600
+
+
+def last_epoch_loss(metrics_path):
+    metrics = read_metrics(metrics_path)
+    return epoch_summary(metrics, metrics[-1]["epoch"])[0] if metrics else None
+
+
+def run(arguments):
+    """Run src/run.py with the arguments; returns (stdout, seconds); stops the command if it fails."""
+    started = time.time()
+    done = subprocess.run([sys.executable, RUN, *arguments], stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise InputError(f"src/run.py {' '.join(arguments)} failed (exit status {done.returncode}); "
+                         f"its output:\n{done.stdout}")
+    return done.stdout, time.time() - started
+
+
+def dev_accuracy(predictions_path, eval_pairs):
+    """The share (%) of gold places the predictions file gets right, as run.py evaluate counts it."""
+    predictions = read_text(predictions_path, "predictions file").split("\n")[:len(eval_pairs)]
+    if len(predictions) < len(eval_pairs):
+        raise InputError(f"{predictions_path} has fewer lines than the {len(eval_pairs)} questions of the "
+                         f"evaluation file: give the predictions run.py evaluate wrote for it")
+    return 100 * sum(p == gold for p, (_, gold) in zip(predictions, eval_pairs)) / len(eval_pairs)
+
+
+def stamp(path):
+    """What tells a params file written anew from the one recorded (outputs are renamed into place)."""
+    status = Path(path).stat()
+    return [status.st_size, status.st_mtime_ns]
+
+
+def measure(args, epoch, params_path, metrics, folder, model, corpus, wiki_documents, pairs):
+    """One record of the curve: the snapshot's pretraining state, its recall, and the finetuned model's accuracy."""
+    name = f"epoch{epoch}" if epoch is not None else "final"
+    epoch = epoch if epoch is not None else metrics[-1]["epoch"]
+    loss, hours = epoch_summary(metrics, epoch)
+    load_params(model, str(params_path), "cpu")
+    recall = {people: pretrained_recall(model, corpus.stoi, corpus.itos, pairs[people], wiki_documents)
+              for people in ("finetuning", "evaluation")}
+    size = [f"--{flag}={getattr(args, flag)}" for flag in ("n_layer", "n_head", "n_embd")]
+    finetuned = folder / f"{name}.finetune.params"
+    finetune = ["finetune", args.variant, args.pretrain_corpus_path, "--reading_params_path", str(params_path),
+                "--writing_params_path", str(finetuned), "--finetune_corpus_path", args.finetune_corpus_path,
+                "--seed", str(args.seed), *size]
+    _, finetune_seconds = run(finetune)
+    predictions = folder / f"{name}.dev.predictions"
+    evaluate = ["evaluate", args.variant, args.pretrain_corpus_path, "--reading_params_path", str(finetuned),
+                "--eval_corpus_path", args.eval_corpus_path, "--outputs_path", str(predictions), *size]
+    output, _ = run(evaluate)
+    return {"params": str(params_path), "stamp": stamp(params_path), "epoch": epoch,
+            "pretrain_hours": hours, "pretrain_loss": loss,
+            "recall_finetuning_people": recall["finetuning"], "recall_dev_people": recall["evaluation"],
+            "finetune_loss": last_epoch_loss(f"{finetuned}.metrics.jsonl"), "finetune_seconds": finetune_seconds,
+            "dev_accuracy": float(ACCURACY.search(output).group(1)), "commands": [finetune, evaluate]}
+
+
+def read_records(path):
+    if not Path(path).exists():
+        return []
+    try:
+        return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except ValueError as error:
+        raise InputError(f"{path} is not a knowledge curve's records ({error}); move it away to start "
+                         f"the curve afresh") from None
+
+
+def draw(records, figure_path, london, nopretrain):
+    """Dev accuracy and recall against pretraining epochs (left) and hours (right), with the baselines."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(no figure: matplotlib is not installed; pip install matplotlib)")
+        return
+    records = sorted(records, key=lambda r: r["epoch"])
+    series = [("dev accuracy after the handout's finetuning", [r["dev_accuracy"] for r in records], "C0", "o-"),
+              ("recall probe, dev people (before finetuning)",
+               [100 * (r["recall_dev_people"]["recall"] or 0) for r in records], "C1", "s--"),
+              ("recall probe, finetuning people (before finetuning)",
+               [100 * (r["recall_finetuning_people"]["recall"] or 0) for r in records], "C2", "^--")]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    for axis, x, label in ((axes[0], [r["epoch"] for r in records], "pretraining epochs"),
+                           (axes[1], [r["pretrain_hours"] for r in records], "pretraining hours (wall clock)")):
+        for name, values, color, style in series:
+            points = [(a, b) for a, b in zip(x, values) if a is not None]
+            axis.plot([a for a, _ in points], [b for _, b in points], style, color=color, label=name)
+        axis.axhline(london, color="gray", linestyle=":", label=f'"London" for everyone ({london:.1f}%)')
+        if nopretrain is not None:
+            axis.axhline(nopretrain, color="red", linestyle=":", label=f"no pretraining ({nopretrain:.1f}%)")
+        axis.set(xlabel=label, xscale="log")
+        axis.grid(alpha=0.3)
+    axes[0].set(ylabel="%", title="what pretraining puts into the weights")
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    Path(figure_path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(figure_path, "wb") as f:
+        figure.savefig(f, format="png", dpi=110)
+    print(figure_path)
+
+
+def curve(args):
+    pairs = {"finetuning": parse_questions(read_text(args.finetune_corpus_path, "finetuning corpus"),
+                                           args.finetune_corpus_path),
+             "evaluation": parse_questions(read_text(args.eval_corpus_path, "evaluation file"),
+                                           args.eval_corpus_path)}
+    if any(place is None for _, place in pairs["evaluation"]):
+        raise InputError(f"{args.eval_corpus_path}: every line needs QUESTION<TAB>PLACE (the curve scores answers)")
+    wiki_text = read_text(args.pretrain_corpus_path, "pretraining corpus")
+    corpus = CharCorruptionDataset(wiki_text, BLOCK_SIZE)
+    found = snapshots(args.pretrain_params_path)
+    if not found:
+        raise InputError(f"no snapshots of {args.pretrain_params_path} and no final params: run run.py pretrain "
+                         f"with --snapshot_epochs, and this command as its snapshots appear")
+    try:
+        metrics = read_metrics(f"{args.pretrain_params_path}.metrics.jsonl")
+    except PlotError as error:
+        raise InputError(str(error)) from None
+    records_path = args.records or f"{args.pretrain_params_path}.knowledge.jsonl"
+    records = read_records(records_path)
+    done = {(r["params"], tuple(r["stamp"])) for r in records}
+    folder = Path(args.out_dir or f"{args.pretrain_params_path}.curve")
+    folder.mkdir(parents=True, exist_ok=True)
+    model = build_model(corpus.vocab_size, BLOCK_SIZE, args.variant, args)
+    for epoch, path in found:
+        if (str(path), tuple(stamp(path))) in done:
+            continue
+        record = measure(args, epoch, path, metrics, folder, model, corpus, wiki_text.split("\n"), pairs)
+        records.append(record)
+        with atomic_output(records_path) as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+        print(f"epoch {record['epoch']}: pretraining loss {record['pretrain_loss']}, recall dev "
+              f"{record['recall_dev_people']['completed']}/{record['recall_dev_people']['probed']}, finetuning "
+              f"{record['recall_finetuning_people']['completed']}/{record['recall_finetuning_people']['probed']}; "
+              f"dev accuracy {record['dev_accuracy']:.1f}%", flush=True)
+    golds = [place for _, place in pairs["evaluation"]]
+    london = 100 * sum(place == "London" for place in golds) / len(golds)
+    nopretrain = (dev_accuracy(args.nopretrain_predictions, pairs["evaluation"])
+                  if args.nopretrain_predictions else None)
+    draw(records, args.figure, london, nopretrain)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Dev accuracy and recall of a pretraining's snapshots.")
+    add_variant_argument(parser)
+    parser.add_argument("pretrain_corpus_path", help="the pretraining text (wiki.txt)")
+    parser.add_argument("--pretrain_params_path", required=True,
+                        help="the pretraining's params path (its snapshots are PATH.epochN)")
+    parser.add_argument("--finetune_corpus_path", default="birth_places_train.tsv")
+    parser.add_argument("--eval_corpus_path", default="birth_dev.tsv")
+    parser.add_argument("--nopretrain_predictions", help="dev predictions of the model finetuned without pretraining")
+    parser.add_argument("--seed", type=int, default=0, help="the finetunings' seed (default 0)")
+    parser.add_argument("--out_dir", help="where the finetuned params and predictions go (default PRETRAIN.curve/)")
+    parser.add_argument("--records", help="the records file (default PRETRAIN.knowledge.jsonl)")
+    parser.add_argument("--figure", default="results/knowledge_curve.png")
+    add_size_flags(parser)
+    args = parser.parse_args(argv)
+    exit_on_input_error(lambda: curve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""
+What pretraining puts into the weights, measured: snapshots of a pretraining (run.py
+--snapshot_epochs), the recall probe (analyze.pretrained_recall) and the knowledge curve
+(knowledge_curve.py) that finetunes and evaluates each snapshot.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import analyze
+import handout
+import knowledge_curve
+from conftest import ROOT
+from dataset import BLOCK_SIZE, CharCorruptionDataset
+from test_robustness import CORPUS, FINETUNE, REPRODUCIBLE, files  # noqa: F401 (files is a fixture)
+
+TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--device", "cpu"]
+
+
+def pretrain(tmp_path, files, name, *extra):
+    return [sys.executable, str(ROOT / "src" / "run.py"), "pretrain", "vanilla", str(files["corpus"]),
+            "--writing_params_path", str(tmp_path / name), "--batch_size", "3", "--checkpoint_every", "0",
+            *TINY, *extra]
+
+
+def run_ok(command, cwd):
+    done = subprocess.run(command, cwd=cwd, env=REPRODUCIBLE, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def load(path):
+    return torch.load(path, weights_only=True)
+
+
+def assert_same_params(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_snapshots_change_nothing_and_each_is_the_params_of_a_shorter_run(files, tmp_path):
+    run_ok(pretrain(tmp_path, files, "s.params", "--max_epochs", "4", "--snapshot_epochs", "1", "3"), tmp_path)
+    run_ok(pretrain(tmp_path, files, "plain.params", "--max_epochs", "4"), tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("s.params*")) == [
+        "s.params", "s.params.epoch1", "s.params.epoch3", "s.params.metrics.jsonl"]
+    assert_same_params(load(tmp_path / "s.params"), load(tmp_path / "plain.params"))
+    # the handout's schedule does not depend on the run's length, so a run of k epochs ends where
+    # a longer one is after k: each snapshot must be exactly those params
+    for epochs in (1, 3):
+        run_ok(pretrain(tmp_path, files, f"short{epochs}.params", "--max_epochs", str(epochs)), tmp_path)
+        assert_same_params(load(tmp_path / f"s.params.epoch{epochs}"), load(tmp_path / f"short{epochs}.params"))
+    assert not torch.equal(load(tmp_path / "s.params.epoch1")["head.weight"],
+                           load(tmp_path / "s.params.epoch3")["head.weight"])
+
+
+def test_snapshots_survive_a_stop_and_resume(files, tmp_path):
+    arguments = ["--max_epochs", "40", "--snapshot_epochs", "2", "39"]
+    run_ok(pretrain(tmp_path, files, "straight.params", *arguments), tmp_path)
+    child = subprocess.Popen(pretrain(tmp_path, files, "p.params", *arguments), cwd=tmp_path, env=REPRODUCIBLE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (tmp_path / "p.params.epoch2").exists() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert child.poll() is None, "the run ended before it could be interrupted"
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert not (tmp_path / "p.params.epoch39").exists()
+    run_ok(pretrain(tmp_path, files, "p.params", *arguments, "--resume"), tmp_path)
+    for suffix in ("", ".epoch2", ".epoch39"):
+        assert_same_params(load(tmp_path / f"p.params{suffix}"), load(tmp_path / f"straight.params{suffix}"))
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--max_epochs", "3", "--snapshot_epochs", "2", "4"], ["--snapshot_epochs 4", "1 to 3"]),
+    (["--max_epochs", "3", "--snapshot_epochs", "0"], ["--snapshot_epochs 0", "1 to 3"]),
+    (["--max_epochs", "3", "--snapshot_epochs", "x"], ["--snapshot_epochs", "invalid int value"]),
+])
+def test_snapshot_epochs_outside_the_run_are_refused(files, tmp_path, extra, words):
+    done = subprocess.run(pretrain(tmp_path, files, "p.params", *extra), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert all(word in done.stderr for word in words), done.stderr
+    assert list(tmp_path.glob("p.params*")) == []
+
+
+def test_evaluate_refuses_snapshot_epochs(files, tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "src" / "run.py"), "evaluate", "vanilla", str(files["corpus"]),
+                           "--reading_params_path", "x", "--eval_corpus_path", "x", "--outputs_path", "y",
+                           "--snapshot_epochs", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--snapshot_epochs is for pretrain and finetune" in done.stderr
+
+
+def test_handout_passes_precision_to_training_and_snapshots_to_pretraining_only():
+    for _, arguments, training in handout.handout_steps(["vanilla"]):
+        command = handout.step_command(arguments, training, handout.Path("."), {}, 0, "auto", "fp32", [5, 50])
+        assert ("--precision" in command) == (training is not None)
+        if training == "pretrain":
+            assert command[-5:] == ["--precision", "fp32", "--snapshot_epochs", "5", "50"]
+        else:
+            assert "--snapshot_epochs" not in command
+    plain = handout.step_command(*handout.handout_steps(["vanilla"])[3][1:], handout.Path("."), {}, 0, "auto")
+    assert "--precision" not in plain and "--snapshot_epochs" not in plain
+
+
+# -----------------------------------------------------------------------------
+# the recall probe
+
+def pairs_of(tsv):
+    return analyze.parse_questions(tsv, "test.tsv")
+
+
+def test_recall_prompts_are_the_wiki_line_up_to_the_place():
+    documents = CORPUS.split("\n")
+    pairs = pairs_of(FINETUNE) + [("Where was Nobody Known born?", "Paris"),  # no wiki line
+                                  ("Where was Wanda Wu born?", "Shanghai")]  # place not in the line
+    probes = analyze.recall_prompts(pairs, documents)
+    assert probes[0] == ("Ada Lovelace. Ada Lovelace was an English mathematician born in ", "London")
+    # the first occurrence of the place, even inside a longer one
+    assert probes[1] == ("Alan Turing. Alan Turing was a mathematician and computer scientist born in Maida Vale, ",
+                         "London")
+    assert [place for _, place in probes] == ["London", "London", "New York City", "Warsaw", "Copenhagen",
+                                              "Erlangen"]
+    lines = {document.split(".")[0]: document for document in documents}
+    for (prompt, place), (question, _) in zip(probes, pairs):
+        assert lines[analyze.person_name(question)].startswith(prompt + place)
+
+
+def test_a_place_pretraining_never_shows_is_not_probed():
+    visible = analyze.VISIBLE_PREFIX
+    assert visible == 112
+    filler = "x" * (visible - len("Late Lee. born in "))
+    documents = [f"Late Lee. {filler}born in Oslo .", f"Just Jo. {filler[:-5]}born in Oslo ."]
+    pairs = [("Where was Late Lee born?", "Oslo"), ("Where was Just Jo born?", "Oslo")]
+    probes = analyze.recall_prompts(pairs, documents)
+    assert len(probes) == 1 and probes[0][0].startswith("Just Jo.")
+    assert len(probes[0][0]) + len("Oslo") <= visible
+
+
+def test_pretrained_recall_counts_the_places_completed(monkeypatch):
+    corpus = CharCorruptionDataset(CORPUS, BLOCK_SIZE)
+    pairs = pairs_of(FINETUNE)
+    probes = analyze.recall_prompts(pairs, CORPUS.split("\n"))
+    right = {"London", "Copenhagen"}  # the fake model knows these, and says "Nowhere" otherwise
+
+    def fake_decode(model, prompts, steps):
+        completions = []
+        for prompt, (text, place) in zip(prompts, probes):
+            assert "".join(corpus.itos[int(i)] for i in prompt) == text
+            said = (place if place in right else "Nowhere, really") + " ."
+            completions.append(torch.cat([prompt, torch.tensor([corpus.stoi[c] for c in said[:steps]])]))
+        return completions
+
+    monkeypatch.setattr(analyze, "greedy_decode", fake_decode)
+    model = torch.nn.Linear(1, 1)
+    recall = analyze.pretrained_recall(model, corpus.stoi, corpus.itos, pairs, CORPUS.split("\n"))
+    assert recall == {"people": 6, "probed": 6, "completed": 3, "recall": 0.5}
+    nobody = analyze.pretrained_recall(model, corpus.stoi, corpus.itos, [("Where was X Y born?", "Z")],
+                                       CORPUS.split("\n"))
+    assert nobody == {"people": 1, "probed": 0, "completed": 0, "recall": None}
+
+
+# -----------------------------------------------------------------------------
+# the knowledge curve
+
+def test_the_knowledge_curve_measures_each_snapshot_once(files, tmp_path):
+    run_ok(pretrain(tmp_path, files, "p.params", "--max_epochs", "3", "--snapshot_epochs", "1", "2"), tmp_path)
+    curve = [sys.executable, str(ROOT / "src" / "knowledge_curve.py"), "vanilla", str(files["corpus"]),
+             "--pretrain_params_path", str(tmp_path / "p.params"), "--finetune_corpus_path", str(files["finetune"]),
+             "--eval_corpus_path", str(files["dev"]), "--figure", str(tmp_path / "curve.png"), *TINY[:6]]
+    first = run_ok(curve, tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "p.params.knowledge.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    metrics = [json.loads(line) for line in (tmp_path / "p.params.metrics.jsonl").read_text().splitlines()]
+    for record in records:
+        steps = [m for m in metrics if m["epoch"] == record["epoch"]]
+        assert record["pretrain_loss"] == pytest.approx(sum(m["loss"] for m in steps) / len(steps))
+        assert record["pretrain_hours"] == steps[-1]["wall_time"] / 3600
+        assert record["recall_dev_people"]["people"] == 3 and record["recall_finetuning_people"]["people"] == 6
+        name = f"epoch{record['epoch']}" if record["epoch"] < 3 else "final"
+        predictions = (tmp_path / "p.params.curve" / f"{name}.dev.predictions").read_text().split("\n")[:3]
+        golds = ["London", "London", "New York City"]
+        assert record["dev_accuracy"] == pytest.approx(100 * sum(p == g for p, g in zip(predictions, golds)) / 3)
+        assert f"epoch {record['epoch']}: pretraining loss" in first.stdout
+    if (tmp_path / "curve.png").exists():
+        assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    again = run_ok(curve, tmp_path)
+    assert "epoch 1:" not in again.stdout
+    assert len((tmp_path / "p.params.knowledge.jsonl").read_text().splitlines()) == 3
+
+
+def test_the_knowledge_curve_without_snapshots_says_what_to_do(files, tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "src" / "knowledge_curve.py"), "vanilla", str(files["corpus"]),
+                           "--pretrain_params_path", str(tmp_path / "none.params"), "--finetune_corpus_path",
+                           str(files["finetune"]), "--eval_corpus_path", str(files["dev"])],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--snapshot_epochs" in done.stderr and "none.params" in done.stderr
+
+
+def test_snapshots_are_found_by_epoch(tmp_path):
+    for name in ["v.params.epoch10", "v.params.epoch5", "v.params.metrics.jsonl", "v.params.epoch5.metrics.jsonl",
+                 "w.params.epoch1", "v.params"]:
+        (tmp_path / name).write_text("")
+    found = knowledge_curve.snapshots(str(tmp_path / "v.params"))
+    assert [(epoch, path.name) for epoch, path in found] == [(5, "v.params.epoch5"), (10, "v.params.epoch10"),
+                                                             (None, "v.params")]
