@@ -22,19 +22,20 @@ import sys
 import time
 from pathlib import Path
 
-from analyze import parse_questions, pretrained_recall
+import analyze
 from dataset import BLOCK_SIZE, CharCorruptionDataset
-from params import add_size_flags, add_variant_argument, build_model, load_params, snapshot_path
+from params import SNAPSHOT_SUFFIX, add_size_flags, add_variant_argument, build_model, load_params
 from plot import PlotError, read_metrics
 from safe_io import InputError, atomic_output, exit_on_input_error, read_text
+from utils import evaluate_places
 
 RUN = str(Path(__file__).with_name("run.py"))
-ACCURACY = re.compile(r"^Correct: \S+ out of \S+: (\S+)%$", re.MULTILINE)
+PUBLIC_RANGE = (19.2, 26.6)  # vanilla's dev accuracy in 13 public runs of the 2021 code (SPEC.md)
 
 
 def snapshots(pretrain_params_path):
     """[(epoch, path)] of a pretraining's snapshots, by epoch, and its final params (epoch None) if written."""
-    pattern = re.compile(re.escape(Path(snapshot_path(pretrain_params_path, 0)).name[:-1]) + r"(\d+)$")
+    pattern = re.compile(re.escape(Path(pretrain_params_path).name + SNAPSHOT_SUFFIX) + r"(\d+)$")
     found = sorted((int(m.group(1)), path) for path in Path(pretrain_params_path).parent.iterdir()
                    if (m := pattern.match(path.name)))
     final = Path(pretrain_params_path)
@@ -55,22 +56,24 @@ def last_epoch_loss(metrics_path):
 
 
 def run(arguments):
-    """Run src/run.py with the arguments; returns (stdout, seconds); stops the command if it fails."""
+    """Run src/run.py with the arguments; returns its seconds; stops the command if it fails."""
     started = time.time()
     done = subprocess.run([sys.executable, RUN, *arguments], stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise InputError(f"src/run.py {' '.join(arguments)} failed (exit status {done.returncode}); "
                          f"its output:\n{done.stdout}")
-    return done.stdout, time.time() - started
+    return time.time() - started
 
 
-def dev_accuracy(predictions_path, eval_pairs):
-    """The share (%) of gold places the predictions file gets right, as run.py evaluate counts it."""
-    predictions = read_text(predictions_path, "predictions file").split("\n")[:len(eval_pairs)]
-    if len(predictions) < len(eval_pairs):
-        raise InputError(f"{predictions_path} has fewer lines than the {len(eval_pairs)} questions of the "
-                         f"evaluation file: give the predictions run.py evaluate wrote for it")
-    return 100 * sum(p == gold for p, (_, gold) in zip(predictions, eval_pairs)) / len(eval_pairs)
+def dev_accuracy(predictions_path, eval_corpus_path):
+    """The share (%) of gold places a predictions file gets right, counted as run.py evaluate counts it."""
+    predictions = analyze.parse_predictions(read_text(predictions_path, "predictions file"))
+    try:
+        total, correct = evaluate_places(eval_corpus_path, predictions)
+    except ValueError as error:
+        raise InputError(f"{predictions_path}: {error}; give the predictions run.py evaluate wrote for "
+                         f"{eval_corpus_path}") from None
+    return 100 * correct / total
 
 
 def stamp(path):
@@ -85,23 +88,23 @@ def measure(args, epoch, params_path, metrics, folder, model, corpus, wiki_docum
     epoch = epoch if epoch is not None else metrics[-1]["epoch"]
     loss, hours = epoch_summary(metrics, epoch)
     load_params(model, str(params_path), "cpu")
-    recall = {people: pretrained_recall(model, corpus.stoi, corpus.itos, pairs[people], wiki_documents)
+    recall = {people: analyze.pretrained_recall(model, corpus.stoi, corpus.itos, pairs[people], wiki_documents)
               for people in ("finetuning", "evaluation")}
     size = [f"--{flag}={getattr(args, flag)}" for flag in ("n_layer", "n_head", "n_embd")]
     finetuned = folder / f"{name}.finetune.params"
     finetune = ["finetune", args.variant, args.pretrain_corpus_path, "--reading_params_path", str(params_path),
                 "--writing_params_path", str(finetuned), "--finetune_corpus_path", args.finetune_corpus_path,
                 "--seed", str(args.seed), *size]
-    _, finetune_seconds = run(finetune)
+    finetune_seconds = run(finetune)
     predictions = folder / f"{name}.dev.predictions"
     evaluate = ["evaluate", args.variant, args.pretrain_corpus_path, "--reading_params_path", str(finetuned),
                 "--eval_corpus_path", args.eval_corpus_path, "--outputs_path", str(predictions), *size]
-    output, _ = run(evaluate)
+    run(evaluate)
     return {"params": str(params_path), "stamp": stamp(params_path), "epoch": epoch,
             "pretrain_hours": hours, "pretrain_loss": loss,
             "recall_finetuning_people": recall["finetuning"], "recall_dev_people": recall["evaluation"],
             "finetune_loss": last_epoch_loss(f"{finetuned}.metrics.jsonl"), "finetune_seconds": finetune_seconds,
-            "dev_accuracy": float(ACCURACY.search(output).group(1)), "commands": [finetune, evaluate]}
+            "dev_accuracy": dev_accuracy(predictions, args.eval_corpus_path), "commands": [finetune, evaluate]}
 
 
 def read_records(path):
@@ -120,6 +123,7 @@ def draw(records, figure_path, london, nopretrain):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("(no figure: matplotlib is not installed; pip install matplotlib)")
         return
@@ -138,7 +142,11 @@ def draw(records, figure_path, london, nopretrain):
         axis.axhline(london, color="gray", linestyle=":", label=f'"London" for everyone ({london:.1f}%)')
         if nopretrain is not None:
             axis.axhline(nopretrain, color="red", linestyle=":", label=f"no pretraining ({nopretrain:.1f}%)")
+        axis.axhspan(*PUBLIC_RANGE, color="C0", alpha=0.08,
+                     label=f"public runs of the handout's full recipe, 650 epochs ({PUBLIC_RANGE[0]}-{PUBLIC_RANGE[1]}%)")
         axis.set(xlabel=label, xscale="log")
+        axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.grid(alpha=0.3)
     axes[0].set(ylabel="%", title="what pretraining puts into the weights")
     axes[0].legend(fontsize=8)
@@ -150,9 +158,9 @@ def draw(records, figure_path, london, nopretrain):
 
 
 def curve(args):
-    pairs = {"finetuning": parse_questions(read_text(args.finetune_corpus_path, "finetuning corpus"),
+    pairs = {"finetuning": analyze.parse_questions(read_text(args.finetune_corpus_path, "finetuning corpus"),
                                            args.finetune_corpus_path),
-             "evaluation": parse_questions(read_text(args.eval_corpus_path, "evaluation file"),
+             "evaluation": analyze.parse_questions(read_text(args.eval_corpus_path, "evaluation file"),
                                            args.eval_corpus_path)}
     if any(place is None for _, place in pairs["evaluation"]):
         raise InputError(f"{args.eval_corpus_path}: every line needs QUESTION<TAB>PLACE (the curve scores answers)")
@@ -185,7 +193,7 @@ def curve(args):
               f"dev accuracy {record['dev_accuracy']:.1f}%", flush=True)
     golds = [place for _, place in pairs["evaluation"]]
     london = 100 * sum(place == "London" for place in golds) / len(golds)
-    nopretrain = (dev_accuracy(args.nopretrain_predictions, pairs["evaluation"])
+    nopretrain = (dev_accuracy(args.nopretrain_predictions, args.eval_corpus_path)
                   if args.nopretrain_predictions else None)
     draw(records, args.figure, london, nopretrain)
 

@@ -11,6 +11,7 @@ from model import GPT, VARIANTS, GPTConfig
 from safe_io import InputError, atomic_output, did_you_mean
 
 SIZE_FLAGS = ("n_layer", "n_head", "n_embd")  # the handout's size is GPTConfig's default: 4, 8, 256
+SNAPSHOT_SUFFIX = ".epoch"  # a snapshot of P.params after 10 epochs is P.params.epoch10 (snapshot_path)
 
 
 def add_variant_argument(parser):
@@ -54,7 +55,7 @@ def save_params(model, path):
 
 def snapshot_path(params_path, epoch):
     """Where a training run writing params_path keeps its params as they were after `epoch` epochs."""
-    return f"{params_path}.epoch{epoch}"
+    return f"{params_path}{SNAPSHOT_SUFFIX}{epoch}"
 
 
 def load_params(model, path, device):
