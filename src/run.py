@@ -14,6 +14,7 @@ override them for quick or exploratory runs.
 """
 
 import argparse
+import ctypes
 import sys
 from pathlib import Path
 
@@ -32,6 +33,7 @@ HYPERPARAMETERS = {  # per function: epochs, batch size, peak learning rate
     "finetune from pretrained": dict(max_epochs=10, batch_size=256, learning_rate=6e-4),
 }
 WARMUP_TOKENS = 512 * 20
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
 def final_tokens(pretrain_dataset, train_dataset=None, cosine_epochs=None):
@@ -69,7 +71,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                        help="auto: bf16 autocast on CUDA, and on a CPU that multiplies faster in bf16; else fp32")
+                        help="auto: bf16 autocast on CUDA, fp32 on a CPU")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model for training")
     add_size_flags(parser)
     parser.add_argument("--resume", action="store_true",
@@ -188,7 +190,24 @@ def run(args):
     distributed.finish()
 
 
+def keep_freed_memory():
+    """
+    Have glibc's malloc keep the memory a step frees for the next step's tensors: every block
+    from its heap (no mmap below 1 GiB) and the heap never trimmed. By default it maps large
+    blocks apart, moves that line as blocks are freed, and gives memory back; with tensors of
+    ever-changing shapes (length groups) its free lists then fragment, and a pretraining's
+    steps grew from 1.4 to 1.9 s within 25 minutes, time spent searching them (BENCHMARKS.md).
+    The memory held stays at the run's peak. Returns whether it applied (glibc only).
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc: its own allocator, left as it is
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 30) and mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
 def main(argv=None):
+    keep_freed_memory()
     # Trained attention weights are full of denormal floats (below 1.2e-38), and a CPU
     # multiplies them many times slower: steps with trained weights took 1.6x as long. Flushing
     # them to zero changes no value above 1e-38. The setting is per thread and new threads

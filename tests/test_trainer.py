@@ -234,21 +234,10 @@ def test_precision_as_asked_and_auto():
         trainer_module.choose_precision("fp16", "cpu")
 
 
-@pytest.mark.parametrize("speedup, chosen", [(None, "fp32"), (0.5, "fp32"), (1.4, "fp32"), (1.5, "bf16"),
-                                             (3.7, "bf16")])
-def test_auto_takes_bf16_on_a_cpu_only_where_it_is_faster(speedup, chosen, monkeypatch):
-    monkeypatch.setattr(trainer_module, "cpu_bf16_speedup", lambda: speedup)
-    precision, why = trainer_module.choose_precision("auto", "cpu")
-    assert precision == chosen
-    assert why == ("auto: this CPU has no bf16 instructions" if speedup is None else
-                   f"auto: a bf16 matrix product runs {speedup:.1f}x as fast as fp32 here")
-
-
-def test_measuring_the_cpu_leaves_the_seeded_generator_alone():
-    torch.manual_seed(0)
-    state = torch.get_rng_state()
-    assert trainer_module.matmul_seconds(torch.bfloat16, repeats=1) > 0
-    assert torch.equal(torch.get_rng_state(), state)
+def test_auto_keeps_fp32_on_every_cpu():
+    # whatever bf16 instructions the CPU has: bf16 autocast ran the CPU recipe's model slower there
+    assert trainer_module.choose_precision("auto", "cpu") == ("fp32", "auto: a CPU; --precision bf16 to try bf16 "
+                                                                        "autocast")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
