@@ -10,6 +10,9 @@ the training curves, and the analysis of the best run (what part 3 of the handou
     python handout.py --variants vanilla synthesizer rope perceiver    # every year's variant, side by side
     python handout.py --length full --variants vanilla rope --schedule 2023-24    # as the 2023-24 runs did
     timeout 540 python handout.py --length full    # again and again, until it exits with status 0
+    python handout.py --length full --variants vanilla --precision fp32 --snapshot_epochs 5 10 25 50 100 200 400
+                                       # the full recipe on a CPU, its pretraining kept after those
+                                       # epochs for src/knowledge_curve.py
 
 The full run is the handout's (650 pretraining epochs per variant): hours on a GPU of 2021,
 days on a CPU. On a CPU the default is the CPU recipe instead: the same commands with a few

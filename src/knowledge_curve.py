@@ -56,12 +56,12 @@ def last_epoch_loss(metrics_path):
 
 
 def run(arguments):
-    """Run src/run.py with the arguments; returns its seconds; stops the command if it fails."""
+    """Run src/run.py with the arguments, its output shown; returns its seconds; stops the command if it fails."""
     started = time.time()
-    done = subprocess.run([sys.executable, RUN, *arguments], stdout=subprocess.PIPE, text=True)
+    done = subprocess.run([sys.executable, RUN, *arguments])
     if done.returncode != 0:
-        raise InputError(f"src/run.py {' '.join(arguments)} failed (exit status {done.returncode}); "
-                         f"its output:\n{done.stdout}")
+        raise InputError(f"src/run.py {' '.join(arguments)} failed (exit status {done.returncode}; its messages "
+                         f"are above)")
     return time.time() - started
 
 
@@ -157,7 +157,23 @@ def draw(records, figure_path, london, nopretrain):
     print(figure_path)
 
 
+def table(records):
+    """The records as a markdown table, by epoch."""
+    lines = ["| epochs | hours | pretraining loss | recall, dev people | recall, finetuning people | finetuning loss "
+             "| dev accuracy |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: r["epoch"]):
+        recall = [r[f"recall_{people}_people"] for people in ("dev", "finetuning")]
+        lines.append(f"| {r['epoch']} | {r['pretrain_hours']:.2f} | {r['pretrain_loss']:.3f} | "
+                     + " | ".join(f"{x['completed']}/{x['probed']} ({100 * (x['recall'] or 0):.1f}%)" for x in recall)
+                     + f" | {r['finetune_loss']:.3f} | {r['dev_accuracy']:.1f}% |")
+    return "\n".join(lines)
+
+
 def curve(args):
+    records_path = args.records or f"{args.pretrain_params_path}.knowledge.jsonl"
+    if args.table:
+        print(table(read_records(records_path)))
+        return
     pairs = {"finetuning": analyze.parse_questions(read_text(args.finetune_corpus_path, "finetuning corpus"),
                                            args.finetune_corpus_path),
              "evaluation": analyze.parse_questions(read_text(args.eval_corpus_path, "evaluation file"),
@@ -174,7 +190,6 @@ def curve(args):
         metrics = read_metrics(f"{args.pretrain_params_path}.metrics.jsonl")
     except PlotError as error:
         raise InputError(str(error)) from None
-    records_path = args.records or f"{args.pretrain_params_path}.knowledge.jsonl"
     records = read_records(records_path)
     done = {(r["params"], tuple(r["stamp"])) for r in records}
     folder = Path(args.out_dir or f"{args.pretrain_params_path}.curve")
@@ -211,6 +226,7 @@ def main(argv=None):
     parser.add_argument("--out_dir", help="where the finetuned params and predictions go (default PRETRAIN.curve/)")
     parser.add_argument("--records", help="the records file (default PRETRAIN.knowledge.jsonl)")
     parser.add_argument("--figure", default="results/knowledge_curve.png")
+    parser.add_argument("--table", action="store_true", help="print the records as a markdown table and stop")
     add_size_flags(parser)
     args = parser.parse_args(argv)
     exit_on_input_error(lambda: curve(args))

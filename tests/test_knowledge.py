@@ -194,6 +194,15 @@ def test_the_knowledge_curve_measures_each_snapshot_once(files, tmp_path):
     again = run_ok(curve, tmp_path)
     assert "epoch 1:" not in again.stdout
     assert len((tmp_path / "p.params.knowledge.jsonl").read_text().splitlines()) == 3
+    rows = run_ok(curve + ["--table"], tmp_path).stdout.splitlines()
+    assert rows[0].startswith("| epochs | hours | pretraining loss | recall, dev people |") and len(rows) == 5
+    first = records[0]
+    assert rows[2] == (f"| 1 | {first['pretrain_hours']:.2f} | {first['pretrain_loss']:.3f} | "
+                       f"{first['recall_dev_people']['completed']}/{first['recall_dev_people']['probed']} "
+                       f"({100 * first['recall_dev_people']['recall']:.1f}%) | "
+                       f"{first['recall_finetuning_people']['completed']}/{first['recall_finetuning_people']['probed']} "
+                       f"({100 * first['recall_finetuning_people']['recall']:.1f}%) | {first['finetune_loss']:.3f} | "
+                       f"{first['dev_accuracy']:.1f}% |")
 
 
 def test_the_knowledge_curve_without_snapshots_says_what_to_do(files, tmp_path):
@@ -212,3 +221,15 @@ def test_snapshots_are_found_by_epoch(tmp_path):
     found = knowledge_curve.snapshots(str(tmp_path / "v.params"))
     assert [(epoch, path.name) for epoch, path in found] == [(5, "v.params.epoch5"), (10, "v.params.epoch10"),
                                                              (None, "v.params")]
+
+
+def test_the_knowledge_curve_refuses_records_it_did_not_write(files, tmp_path):
+    run_ok(pretrain(tmp_path, files, "p.params", "--max_epochs", "1"), tmp_path)
+    (tmp_path / "p.params.knowledge.jsonl").write_text("not json\n")
+    done = subprocess.run([sys.executable, str(ROOT / "src" / "knowledge_curve.py"), "vanilla", str(files["corpus"]),
+                           "--pretrain_params_path", str(tmp_path / "p.params"), "--finetune_corpus_path",
+                           str(files["finetune"]), "--eval_corpus_path", str(files["dev"]), *TINY[:6]],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "is not a knowledge curve's records" in done.stderr
+    assert (tmp_path / "p.params.knowledge.jsonl").read_text() == "not json\n"
