@@ -9,9 +9,9 @@ similar length, each group cut after its last non-PAD target, so the padding tha
 half of every batch costs nothing (see Trainer.loss); the matrix work runs in bf16 under
 autocast on CUDA (and on a CPU when asked), weights and optimizer state staying in fp32; on
 CUDA AdamW is the fused kernel; the losses stay on the device and are read every
-LOSS_READ_STEPS steps, so that on a GPU the host queues steps
-without waiting for them; torch.compile is there for long runs. Under torchrun it trains
-data-parallel over the same global batches (see distributed.py).
+LOSS_READ_STEPS steps, so that on a GPU the host queues steps without waiting for them;
+torch.compile is there for long runs. Under torchrun it trains data-parallel over the same
+global batches (see distributed.py).
 """
 
 import json
