@@ -90,7 +90,8 @@ def measure(args, epoch, params_path, metrics, folder, model, corpus, wiki_docum
     load_params(model, str(params_path), "cpu")
     recall = {people: analyze.pretrained_recall(model, corpus.stoi, corpus.itos, pairs[people], wiki_documents)
               for people in ("finetuning", "evaluation")}
-    size = [f"--{flag}={getattr(args, flag)}" for flag in ("n_layer", "n_head", "n_embd")]
+    size = [f"--{flag}={getattr(args, flag)}" for flag in ("n_layer", "n_head", "n_embd", "bottleneck_dim")
+            if getattr(args, flag) is not None]
     finetuned = folder / f"{name}.finetune.params"
     finetune = ["finetune", args.variant, args.pretrain_corpus_path, "--reading_params_path", str(params_path),
                 "--writing_params_path", str(finetuned), "--finetune_corpus_path", args.finetune_corpus_path,
@@ -163,7 +164,9 @@ def table(records):
              "| dev accuracy |", "|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: r["epoch"]):
         recall = [r[f"recall_{people}_people"] for people in ("dev", "finetuning")]
-        lines.append(f"| {r['epoch']} | {r['pretrain_hours']:.2f} | {r['pretrain_loss']:.3f} | "
+        hours, loss = (f"{value:.{digits}f}" if value is not None else "?"  # a log that lacked the epoch
+                       for value, digits in ((r["pretrain_hours"], 2), (r["pretrain_loss"], 3)))
+        lines.append(f"| {r['epoch']} | {hours} | {loss} | "
                      + " | ".join(f"{x['completed']}/{x['probed']} ({100 * (x['recall'] or 0):.1f}%)" for x in recall)
                      + f" | {r['finetune_loss']:.3f} | {r['dev_accuracy']:.1f}% |")
     return "\n".join(lines)
