@@ -14,7 +14,6 @@ override them for quick or exploratory runs.
 """
 
 import argparse
-import ctypes
 import sys
 from pathlib import Path
 
@@ -33,7 +32,6 @@ HYPERPARAMETERS = {  # per function: epochs, batch size, peak learning rate
     "finetune from pretrained": dict(max_epochs=10, batch_size=256, learning_rate=6e-4),
 }
 WARMUP_TOKENS = 512 * 20
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
 def final_tokens(pretrain_dataset, train_dataset=None, cosine_epochs=None):
@@ -190,24 +188,7 @@ def run(args):
     distributed.finish()
 
 
-def keep_freed_memory():
-    """
-    Have glibc's malloc keep the memory a step frees for the next step's tensors: every block
-    from its heap (no mmap below 1 GiB) and the heap never trimmed. By default it maps large
-    blocks apart, moves that line as blocks are freed, and gives memory back; with tensors of
-    ever-changing shapes (length groups) its free lists then fragment, and a pretraining's
-    steps grew from 1.4 to 1.9 s within 25 minutes, time spent searching them (BENCHMARKS.md).
-    The memory held stays at the run's peak. Returns whether it applied (glibc only).
-    """
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc: its own allocator, left as it is
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 30) and mallopt(M_TRIM_THRESHOLD, 1 << 30))
-
-
 def main(argv=None):
-    keep_freed_memory()
     # Trained attention weights are full of denormal floats (below 1.2e-38), and a CPU
     # multiplies them many times slower: steps with trained weights took 1.6x as long. Flushing
     # them to zero changes no value above 1e-38. The setting is per thread and new threads

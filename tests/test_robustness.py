@@ -308,19 +308,3 @@ def test_a_loss_that_is_not_finite_stops_the_run_and_keeps_the_checkpoint(files,
     assert state["epoch"] == 1  # the start of the epoch in which it diverged
     assert len(read_log(tmp_path / "out.params.metrics.jsonl")) == 2
 
-
-def test_keeping_freed_memory_changes_no_params(files, tmp_path):
-    """run.py's allocator setting (keep_freed_memory) moves where tensors live, never what is computed."""
-    kept = subprocess.run(pretrain_command(tmp_path, files), cwd=tmp_path, env=REPRODUCIBLE, capture_output=True,
-                          text=True, timeout=600)
-    assert kept.returncode == 0, kept.stderr[-2000:]
-    (tmp_path / "p.params").rename(tmp_path / "kept.params")
-    script = ("import sys, run; run.keep_freed_memory = lambda: False; run.main(sys.argv[1:])")
-    default = subprocess.run([sys.executable, "-c", script, *pretrain_command(tmp_path, files)[2:]],
-                             cwd=tmp_path, env={**REPRODUCIBLE, "PYTHONPATH": str(ROOT / "src")},
-                             capture_output=True, text=True, timeout=600)
-    assert default.returncode == 0, default.stderr[-2000:]
-    kept, default = torch.load(tmp_path / "kept.params", weights_only=True), torch.load(tmp_path / "p.params",
-                                                                                       weights_only=True)
-    assert kept.keys() == default.keys() and all(torch.equal(kept[k], default[k]) for k in kept)
-    assert run.keep_freed_memory() is (sys.platform == "linux")
