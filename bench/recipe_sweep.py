@@ -25,15 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from analyze import parse_questions, pretrained_recall  # noqa: E402
 from dataset import BLOCK_SIZE, CharCorruptionDataset  # noqa: E402
+from knowledge_curve import last_epoch_loss  # noqa: E402
 from model import VARIANTS  # noqa: E402
 from params import build_model, load_params  # noqa: E402
-
-
-def last_epoch_loss(metrics_path):
-    """Mean loss over the last epoch's steps, from run.py's metrics log."""
-    records = [json.loads(line) for line in Path(metrics_path).read_text().splitlines()]
-    last = [r["loss"] for r in records if r["epoch"] == records[-1]["epoch"]]
-    return sum(last) / len(last)
 
 
 def dev_recall(params_path, variant, size):

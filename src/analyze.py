@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dataset import BLOCK_SIZE, MASK_CHAR, PAD_ID, CharCorruptionDataset
+from dataset import BLOCK_SIZE, MASK_CHAR, PAD_ID, CharCorruptionDataset, decode
 from params import add_size_flags, add_variant_argument, build_model, load_params
 from safe_io import InputError, atomic_output, exit_on_input_error, read_text
 from trainer import resolve_device
@@ -350,7 +350,7 @@ def pretrained_recall(model, stoi, itos, pairs, wiki_documents):
     prompts = [torch.tensor([stoi[ch] for ch in prompt], device=device) for prompt, _ in probes]
     steps = max((len(place) for _, place in probes), default=0)
     completions = greedy_decode(model, prompts, steps) if probes else []
-    completed = sum("".join(itos[int(i)] for i in completion[len(prompt):len(prompt) + len(place)]) == place
+    completed = sum(decode(itos, completion[len(prompt):len(prompt) + len(place)]) == place
                     for completion, prompt, (_, place) in zip(completions, prompts, probes))
     return {"people": len(pairs), "probed": len(probes), "completed": int(completed),
             "recall": completed / len(probes) if probes else None}
@@ -483,11 +483,12 @@ def analyze_files(args):
         raise InputError(f"{args.eval_corpus_path} or {args.predictions_path}: {error}; were these predictions "
                          f"made by run.py evaluate with {args.pretrain_corpus_path}?") from None
 
-    report = analyze(eval_pairs, predictions, wiki_text.split("\n"), finetune_pairs, confidences, args.examples)
+    documents = wiki_text.split("\n")
+    report = analyze(eval_pairs, predictions, documents, finetune_pairs, confidences, args.examples)
     if args.pretrained_params_path is not None:
         load_params(model, args.pretrained_params_path, device)
         report["recall"] = {"pretrained_params_path": args.pretrained_params_path, **{
-            people: pretrained_recall(model, vocabulary.stoi, vocabulary.itos, pairs, wiki_text.split("\n"))
+            people: pretrained_recall(model, vocabulary.stoi, vocabulary.itos, pairs, documents)
             for people, pairs in (("finetuning", finetune_pairs), ("evaluation", eval_pairs))}}
     report = {"variant": args.variant, "pretrain_corpus_path": args.pretrain_corpus_path,
               "reading_params_path": args.reading_params_path, "eval_corpus_path": args.eval_corpus_path,

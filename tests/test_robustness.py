@@ -307,4 +307,3 @@ def test_a_loss_that_is_not_finite_stops_the_run_and_keeps_the_checkpoint(files,
     state = torch.load(tmp_path / "out.params.checkpoint", weights_only=False)
     assert state["epoch"] == 1  # the start of the epoch in which it diverged
     assert len(read_log(tmp_path / "out.params.metrics.jsonl")) == 2
-
