@@ -29,10 +29,15 @@ and whether it finished. A step done before with the same command and inputs, wh
 are as it left them, is skipped; a training step stopped before it finished resumes from its
 checkpoint (run.py --resume); any other step runs afresh. A changed flag, or a missing or
 damaged output, thus redoes that step, and the steps that read what it makes are redone when
-it comes out different. The table covers every step, from this run or before.
+it comes out different. The table covers every step, from this run or before. The ledger
+also records which code made each step (a hash of src/ and london_baseline.py): the table
+marks with * what code other than today's made, and --redo_other_code runs those steps again.
 """
 
 import argparse
+import contextlib
+import hashlib
+import io
 import json
 import os
 import re
@@ -47,6 +52,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))  # src/ holds scripts, not a package
+from expected_time import PROBE_SECONDS, Estimate
 from safe_io import InputError, atomic_output, exit_on_input_error
 from get_data import sha256_of
 from model import VARIANTS
@@ -268,9 +274,51 @@ def write_ledger(path, ledger):
         json.dump(ledger, f, indent=1)
 
 
+def code_hash(root):
+    """
+    What tells the code the steps run (src/*.py and london_baseline.py under root) from other
+    code: a SHA-256 over their names and contents. handout.py, READMEs and tests do not count.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(Path(root).glob("src/*.py")) + [Path(root) / "london_baseline.py"]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+CODE = code_hash(Path(__file__).resolve().parent)
+
+
 def step_record(command, inputs, stdout, seconds, finished):
     return {"command": command, "inputs": inputs, "outputs": fingerprints(step_files(command)[1]),
-            "stdout": stdout, "seconds": seconds, "finished": finished}
+            "stdout": stdout, "seconds": seconds, "finished": finished, "code": CODE}
+
+
+def made_by_other_code(ledger, variants):
+    """
+    The handout's commands whose step, or a step whose outputs it read, other code made
+    (a record from before the ledger kept the code counts as other code).
+    """
+    other_outputs, commands = set(), set()
+    for _, arguments, _ in handout_steps(variants):
+        key = shlex.join(arguments)
+        record = ledger.get(key)
+        if record is None:
+            continue
+        inputs, outputs = step_files(record["command"])
+        if record.get("code") != CODE or other_outputs.intersection(inputs):
+            other_outputs.update(outputs)
+            commands.add(key)
+    return commands
+
+
+def forget_other_code(folder, variants):
+    """--redo_other_code: the ledger forgets the steps other code made, so that they run afresh."""
+    ledger_path = folder / LEDGER_NAME
+    ledger = read_ledger(ledger_path)
+    other = made_by_other_code(ledger, variants)
+    if other:
+        write_ledger(ledger_path, {key: record for key, record in ledger.items() if key not in other})
+        print(f"{ledger_path}: {len(other)} steps made by other code than src/ holds now will run again.")
 
 
 def next_action(record, command, inputs):
@@ -369,6 +417,39 @@ def run_recorded(command, inputs, action, ledger, key, ledger_path):
     return seconds
 
 
+def pending_commands(seed, folder, recipe, device, variants=HANDOUT_VARIANTS, precision="auto", snapshot_epochs=()):
+    """The commands of a sequence that its ledger does not let it skip now (a step to resume counts whole)."""
+    ledger = read_ledger(folder / LEDGER_NAME)
+    for _, arguments, training in handout_steps(variants):
+        command = step_command(arguments, training, folder, recipe, seed, device, precision, snapshot_epochs)
+        if next_action(ledger.get(shlex.join(arguments)), command, fingerprints(step_files(command)[0])) != "skip":
+            yield command
+
+
+def say_expected_time(args, recipe):
+    """Print how long the steps still to run should take here: each kind of training step timed, times its steps."""
+    pending = [command for index, seed in enumerate(args.seeds)
+               for command in pending_commands(seed, sequence_folder(index, seed), recipe, args.device,
+                                               args.variants, args.precision, args.snapshot_epochs)]
+    if not pending:
+        return
+    estimate = Estimate()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the datasets' and models' own lines
+            seconds = sum(estimate.seconds(command) for command in pending)
+    except InputError as error:  # the step that reads the input says so, with what to do, when it runs
+        print(f"Expected on this machine: not known before the steps run ({error}).", flush=True)
+        return
+    print(f"Expected on this machine: about {seconds / 60:.0f} minutes for the {len(pending)} steps to run "
+          f"(each kind of training step timed here for {PROBE_SECONDS:.0f} s, times its number of steps).",
+          flush=True)
+
+
+def sequence_folder(index, seed):
+    """The first seed's outputs at the top level (what collect_submission.sh packs), each further seed's apart."""
+    return Path(".") if index == 0 else Path("runs") / f"seed-{seed}"
+
+
 def run_sequence(seed, folder, recipe, device, variants=HANDOUT_VARIANTS, precision="auto", snapshot_epochs=()):
     """
     The handout's sequence once, with the recipe's flags, in folder: skips, resumes or runs each
@@ -403,10 +484,15 @@ def summary(values):
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def accuracy_table(results_by_seed):
-    """The rows of the runs made (the variants asked for), in REFERENCE's order."""
+OTHER_CODE_NOTE = ("* made, in part, by other code than src/ holds now (the steps' ledgers, handout.steps.json, "
+                   "record which): the same command with --redo_other_code runs those steps again")
+
+
+def accuracy_table(results_by_seed, other_code_rows=()):
+    """The rows of the runs made (the variants asked for), in REFERENCE's order; * marks other code's."""
     header = ("run", "this run", "the assignment's answer", "public runs (2021 unless said)")
-    rows = [(name, summary([results[name] for results in results_by_seed]), *REFERENCE[name])
+    rows = [(name, summary([results[name] for results in results_by_seed]) + (" *" if name in other_code_rows else ""),
+             *REFERENCE[name])
             for name in REFERENCE if name in results_by_seed[0]]
     return header, rows
 
@@ -458,6 +544,7 @@ def write_results(header, rows, seeds, recipe, minutes, device_name, figures, an
         "(no figures: matplotlib is not installed; `pip install matplotlib`, then run `python handout.py` again)"
     command = shlex.join(["python", "handout.py", *(["--seeds", *map(str, seeds)] if seeds != [0] else []),
                           *other_flags])
+    other_code_note = f"\n{OTHER_CODE_NOTE}\n" if any(row[1].endswith(" *") for row in rows) else ""
     text = f"""# Results
 
 Generated by `{command}` \
@@ -468,7 +555,7 @@ on {device_name}, {time.strftime('%Y-%m-%d')}, in {minutes:.1f} minutes. Do not 
 ## Dev accuracy (%, 500 names{', mean ± standard deviation over seeds ' + ', '.join(map(str, seeds)) if len(seeds) > 1 else ''})
 
 {markdown_table(header, rows)}
-
+{other_code_note}
 ## Training curves
 
 {figure_lines}
@@ -487,11 +574,14 @@ to `{RESULTS_FOLDER.as_posix()}/{analysed_variant}.pretrain.dev.analysis.json`, 
 
 def run_handout(args, recipe, has_gpu):
     """Every sequence, then the figures, the analysis, RESULTS.md and the table."""
+    if args.redo_other_code:
+        for index, seed in enumerate(args.seeds):
+            forget_other_code(sequence_folder(index, seed), args.variants)
+    say_expected_time(args, recipe)
     results_by_seed, seconds, seconds_now = [], 0.0, 0.0
     for index, seed in enumerate(args.seeds):
-        folder = Path(".") if index == 0 else Path("runs") / f"seed-{seed}"
-        results, sequence_seconds, sequence_seconds_now = run_sequence(seed, folder, recipe, args.device,
-                                                                       args.variants, args.precision,
+        results, sequence_seconds, sequence_seconds_now = run_sequence(seed, sequence_folder(index, seed), recipe,
+                                                                       args.device, args.variants, args.precision,
                                                                        args.snapshot_epochs)
         results_by_seed.append(results)
         seconds += sequence_seconds
@@ -500,7 +590,10 @@ def run_handout(args, recipe, has_gpu):
     RESULTS_FOLDER.mkdir(exist_ok=True)
     figures = make_figures(args.variants)
     analysed_variant, analysis = analyse_best(results_by_seed[0], recipe, args.variants)
-    header, rows = accuracy_table(results_by_seed)
+    other_code = set().union(*(made_by_other_code(read_ledger(sequence_folder(index, seed) / LEDGER_NAME),
+                                                  args.variants) for index, seed in enumerate(args.seeds)))
+    other_code_rows = {row for row, arguments, _ in handout_steps(args.variants) if shlex.join(arguments) in other_code}
+    header, rows = accuracy_table(results_by_seed, other_code_rows)
     device_name = torch.cuda.get_device_name() if has_gpu else f"a CPU ({torch.get_num_threads()} threads)"
     other_flags = [*(["--variants", *args.variants] if args.variants != HANDOUT_VARIANTS else []),
                    *(["--schedule", args.schedule] if args.schedule != "2021" else []),
@@ -513,6 +606,8 @@ def run_handout(args, recipe, has_gpu):
     print(f"\nDev accuracy (%) of {describe(recipe)}{seeds}, {seconds / 60:.1f} minutes of training and "
           f"evaluation ({seconds_now / 60:.1f} of them in this run):")
     print(text_table(header, rows))
+    if other_code_rows:
+        print(OTHER_CODE_NOTE)
     print("\nRESULTS.md: this table, the training curves and the analysis of the best pretrained run.")
 
 
@@ -536,6 +631,8 @@ def main(argv=None):
     parser.add_argument("--schedule", choices=list(SCHEDULES), default="2021",
                         help="the pretraining's learning-rate schedule, by the assignment's year (default 2021, "
                              "the handout's); 2023-24 is the one its RoPE figures were made with (full run only)")
+    parser.add_argument("--redo_other_code", action="store_true",
+                        help="run again the steps that code other than today's src/ made (the table marks them *)")
     args = parser.parse_args(argv)
     args.variants = list(dict.fromkeys(args.variants))  # each once, in the order given
     has_gpu = torch.cuda.is_available() if args.device == "auto" else args.device.startswith("cuda")

@@ -469,3 +469,43 @@ def test_a_run_stopped_for_real_goes_on_where_it_stopped(tmp_path):
     for name in HANDOUT_ROWS:
         assert re.search(rf"^{re.escape(name)}  +\d+\.\d  ", table, re.MULTILINE), table
     assert "| London baseline | 5.0 | 5.0 | 5.0 |" in (work / "RESULTS.md").read_text(encoding="utf-8")
+
+
+def test_the_code_hash_follows_src_and_the_london_baseline_and_nothing_else(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "model.py").write_text("width = 128\n", encoding="utf-8")
+    (tmp_path / "london_baseline.py").write_text("print('London')\n", encoding="utf-8")
+    (tmp_path / "README.md").write_text("# notes\n", encoding="utf-8")
+    first = handout.code_hash(tmp_path)
+    (tmp_path / "README.md").write_text("# notes, edited\n", encoding="utf-8")
+    (tmp_path / "handout.py").write_text("# the sequence\n", encoding="utf-8")
+    assert handout.code_hash(tmp_path) == first
+    hashes = {first}
+    for path, text in [("src/model.py", "width = 256\n"), ("src/new.py", ""), ("london_baseline.py", "print(1)\n")]:
+        (tmp_path / path).write_text(text, encoding="utf-8")
+        hashes.add(handout.code_hash(tmp_path))
+    assert len(hashes) == 4
+
+
+def test_steps_made_by_other_code_are_kept_marked_and_redone_only_when_asked(workspace, monkeypatch):
+    monkeypatch.setattr(handout, "CODE", "yesterday")
+    first, _ = sequence(monkeypatch)
+    monkeypatch.setattr(handout, "CODE", "today")
+    again, (results, _, _) = sequence(monkeypatch)
+    assert again == [] and results == {name: 2.0 for name in HANDOUT_ROWS}  # kept: nothing runs by itself
+    assert handout.made_by_other_code(ledger(), handout.HANDOUT_VARIANTS) == set(handout_commands(range(12)))
+    header, rows = handout.accuracy_table([results], {"vanilla, no pretraining"})
+    assert [row[1] for row in rows] == ["2.0", "2.0 *", "2.0", "2.0"]
+    handout.forget_other_code(Path("."), handout.HANDOUT_VARIANTS)
+    redone, _ = sequence(monkeypatch)
+    assert redone == first and handout.made_by_other_code(ledger(), handout.HANDOUT_VARIANTS) == set()
+
+
+def test_a_step_of_other_code_marks_the_steps_that_read_its_outputs(workspace, monkeypatch):
+    sequence(monkeypatch)
+    records = ledger()
+    key = handout_commands([3])[0]  # the vanilla pretraining
+    assert key.startswith(PRETRAIN)
+    del records[key]["code"]  # as a record from before the ledger kept the code
+    Path(handout.LEDGER_NAME).write_text(json.dumps(records), encoding="utf-8")
+    assert handout.made_by_other_code(ledger(), handout.HANDOUT_VARIANTS) == set(handout_commands(range(3, 7)))
