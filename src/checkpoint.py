@@ -5,9 +5,14 @@ every so often and when it is stopped (Ctrl-C, SIGTERM, a loss that is no longer
 and `--resume` picks it up. On a CPU with a fixed seed a resumed run ends with the same
 params as an uninterrupted one: the model, the optimizer, the learning-rate counter and
 every random generator (Python, NumPy, torch, CUDA, the data loader's) are restored.
+
+A checkpoint holds tensors and plain values only (NumPy's generator state is stored as a
+list), so it is read with torch.load(weights_only=True): a file whose unpickling would run
+code, or one of an older format, is refused unread.
 """
 
 import copy
+import pickle
 import random
 
 import numpy as np
@@ -15,10 +20,13 @@ import torch
 
 from safe_io import InputError, atomic_output
 
+FORMAT = 2  # 1 (unnumbered) held NumPy's state as an array, which needs weights_only=False
+
 
 def capture(model, optimizer, data_generator, epoch, tokens, metrics, settings):
     """A copy of the training state at the start of `epoch` (0-based), safe from later steps."""
     return {
+        "format": FORMAT,
         "settings": settings,
         "epoch": epoch,
         "tokens": tokens,
@@ -26,13 +34,19 @@ def capture(model, optimizer, data_generator, epoch, tokens, metrics, settings):
         "optimizer": copy.deepcopy(optimizer.state_dict()),
         "metrics": list(metrics),
         "random": {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            "python": random.getstate(),  # a tuple of ints and a float or None: plain values already
+            "numpy": numpy_state(),
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "data": data_generator.get_state(),
         },
     }
+
+
+def numpy_state():
+    """NumPy's global generator state in plain values: its key of 624 uint32 as a list of ints."""
+    name, key, position, has_gauss, gauss = np.random.get_state()
+    return {"name": name, "key": key.tolist(), "position": position, "has_gauss": has_gauss, "gauss": gauss}
 
 
 def restore(state, model, optimizer, data_generator, settings, path):
@@ -45,7 +59,9 @@ def restore(state, model, optimizer, data_generator, settings, path):
     optimizer.load_state_dict(state["optimizer"])
     generators = state["random"]
     random.setstate(generators["python"])
-    np.random.set_state(generators["numpy"])
+    numpy = generators["numpy"]
+    np.random.set_state((numpy["name"], np.array(numpy["key"], dtype=np.uint32), numpy["position"],
+                         numpy["has_gauss"], numpy["gauss"]))
     torch.set_rng_state(generators["torch"])
     if generators["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(generators["cuda"])
@@ -59,11 +75,18 @@ def save(state, path):
 
 def load(path):
     try:
-        # the random states hold NumPy arrays and tuples: trusted, since this run wrote them
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError(f"there is no checkpoint {path} to resume from; "
                          f"run without --resume to start afresh") from None
+    except pickle.UnpicklingError:  # what weights_only raises on anything but tensors and plain values
+        raise InputError(f"{path} is not a checkpoint of this run.py (an older one's, or another file: it holds "
+                         f"more than tensors and plain values; nothing in it was run); delete it and run without "
+                         f"--resume") from None
     except Exception as error:
         raise InputError(f"{path} is not a readable checkpoint ({type(error).__name__}); "
                          f"delete it and run without --resume") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise InputError(f"{path} is not a checkpoint of this version of run.py (format {FORMAT}); "
+                         f"delete it and run without --resume")
+    return state

@@ -5,6 +5,8 @@ command that reads or writes them (run.py, analyze.py) builds its model here, fr
 flags they share.
 """
 
+import pickle
+
 import torch
 
 from model import GPT, VARIANTS, GPTConfig
@@ -63,6 +65,9 @@ def load_params(model, path, device):
         state_dict = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise InputError(f"params file {path} does not exist{did_you_mean(path)}") from None
+    except pickle.UnpicklingError:  # what weights_only raises on anything but tensors and plain values
+        raise InputError(f"{path} is not a params file (it does not load as tensors and plain values alone; "
+                         f"nothing in it was run): read params that a pretrain or finetune wrote") from None
     except Exception as error:
         raise InputError(f"{path} is not a params file ({type(error).__name__} while loading it)") from None
     found = params_variant(state_dict) if isinstance(state_dict, dict) else None

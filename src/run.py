@@ -14,6 +14,7 @@ override them for quick or exploratory runs.
 """
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import distributed
 from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset, decode
 from params import add_size_flags, add_variant_argument, build_model, load_params, save_params, snapshot_path
 from safe_io import InputError, atomic_output, check_writable, exit_on_input_error, read_text
-from trainer import Trainer, TrainerConfig, TrainingStopped, resolve_device
+from trainer import StopSignals, Trainer, TrainerConfig, TrainingStopped, resolve_device
 from utils import DECODE_STEPS, evaluate_places, greedy_decode, set_seed
 
 HYPERPARAMETERS = {  # per function: epochs, batch size, peak learning rate
@@ -108,10 +109,19 @@ def train(args, model, dataset, pretrain_dataset, hyperparameters, device):
                            checkpoint_path=f"{args.writing_params_path}.checkpoint",
                            checkpoint_every=args.checkpoint_every, resume=args.resume,
                            snapshots={n: snapshot_path(args.writing_params_path, n) for n in args.snapshot_epochs})
-    Trainer(model, dataset, None, config).train()
-    if distributed.is_main_process():
-        save_params(model, args.writing_params_path)
-        Path(config.checkpoint_path).unlink(missing_ok=True)  # the params are the product now
+    # A stop in the loop keeps the checkpoint (trainer.py); one after it waits until the params are
+    # written, so that a stop leaves one or the other, never neither. The run then stops as it would
+    # have, with exit status 128 + the signal: a command after it does not start, and handout.py
+    # counts the step done, since its params are written.
+    with StopSignals() as stop:
+        Trainer(model, dataset, None, config).train(stop)
+        if distributed.is_main_process():
+            save_params(model, args.writing_params_path)
+            Path(config.checkpoint_path).unlink(missing_ok=True)  # the params are the product now
+    if stop.requested:
+        signum = stop.requested[0]
+        raise TrainingStopped(f"{signal.Signals(signum).name} as training ended: stopped once the params were "
+                              f"written to {args.writing_params_path}", 128 + signum)
 
 
 def read_questions(path, stoi):

@@ -18,7 +18,7 @@ import json
 import math
 import signal
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -236,8 +236,11 @@ class Trainer:
             group["lr"] = lr
         return loss, lr_used
 
-    def train(self):
-        """Train for config.max_epochs; raises TrainingStopped when interrupted or diverged."""
+    def train(self, stop=None):
+        """
+        Train for config.max_epochs; raises TrainingStopped when interrupted or diverged. stop: a
+        StopSignals the caller is in, to go on holding the signals after the loop (run.py).
+        """
         model, config = self.model, self.config
         optimizer = self.optimizer()
         metrics, start_epoch = [], 0
@@ -280,7 +283,7 @@ class Trainer:
             last_read = now
             unread.clear()
 
-        with stop_signals() as stop_requested:
+        with nullcontext(stop) if stop is not None else StopSignals() as stop:
             for epoch in range(start_epoch, config.max_epochs):
                 model.train()
                 for step, (x, y, lengths) in enumerate(self.epoch_batches(self.train_dataset, self.data_generator)):
@@ -290,11 +293,11 @@ class Trainer:
                     if len(unread) == LOSS_READ_STEPS:
                         read_losses()
                     progress.update()
-                    if stop_requested():
+                    if stop.requested:
                         self.keep(saved, metrics)
-                        raise TrainingStopped(f"{signal.Signals(stop_requested()).name} at epoch {epoch + 1}, "
-                                              f"step {step}: stopped. {self.resume_hint(saved)}",
-                                              128 + stop_requested())
+                        signum = stop.requested[0]
+                        raise TrainingStopped(f"{signal.Signals(signum).name} at epoch {epoch + 1}, step {step}: "
+                                              f"stopped. {self.resume_hint(saved)}", 128 + signum)
                 read_losses()
                 if self.test_dataset is not None:
                     progress.write(f"epoch {epoch + 1}: test loss {self.test_loss():.5f}")
@@ -309,8 +312,9 @@ class Trainer:
                 if epoch + 1 in config.snapshots and self.rank == 0:
                     save_params(model, config.snapshots[epoch + 1])  # draws nothing random: the run goes on as without
                     self.write_metrics(metrics)  # the snapshot's loss and time, for knowledge_curve.py
-        progress.close()
-        self.write_metrics(metrics)
+            stop.at_once = False  # a signal now waits for the metrics (and the caller's params) to be written
+            progress.close()
+            self.write_metrics(metrics)
         return metrics
 
     def read(self, losses):
@@ -363,27 +367,29 @@ class TrainingStopped(Exception):
         self.exit_status = exit_status
 
 
-@contextmanager
-def stop_signals():
+class StopSignals:
     """
-    Ctrl-C and SIGTERM ask the loop to stop after the current step, so that it can keep a
-    checkpoint; a second Ctrl-C stops at once. Yields a function that returns the signal
-    that came, or 0.
+    Ctrl-C and SIGTERM, caught while in a `with`: `requested` lists those that came. The training
+    loop looks after each step and stops, keeping a checkpoint; a second Ctrl-C stops at once,
+    until the loop has ended (at_once cleared), when what is left is quick and must not be cut:
+    run.py holds them until the params are written.
     """
-    requested = []
 
-    def request(signum, frame):
-        if requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        requested.append(signum)
+    def __init__(self):
+        self.requested, self.at_once, self.previous = [], True, {}
 
-    try:
-        previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: signals cannot be caught here, nothing to restore
-        yield lambda: 0
-        return
-    try:
-        yield lambda: requested[0] if requested else 0
-    finally:
-        for s, handler in previous.items():
+    def __enter__(self):
+        try:
+            self.previous = {s: signal.signal(s, self.request) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: signals cannot be caught here, nothing to restore
+            pass
+        return self
+
+    def __exit__(self, *exception):
+        for s, handler in self.previous.items():
             signal.signal(s, handler)
+
+    def request(self, signum, frame):
+        if self.requested and signum == signal.SIGINT and self.at_once:
+            raise KeyboardInterrupt
+        self.requested.append(signum)

@@ -14,11 +14,13 @@ import time
 import pytest
 import torch
 
+import checkpoint
 import params
 import run
 import trainer as trainer_module
 from conftest import ROOT
 from model import GPT, GPTConfig
+from test_checkpoint import CreatesAFile
 from trainer import learning_rate_at
 
 CORPUS = "\n".join([
@@ -304,6 +306,47 @@ def test_a_loss_that_is_not_finite_stops_the_run_and_keeps_the_checkpoint(files,
     message = capsys.readouterr().err
     assert "the loss became nan at epoch 2, step 1" in message and "--resume" in message
     assert not (tmp_path / "out.params").exists()
-    state = torch.load(tmp_path / "out.params.checkpoint", weights_only=False)
+    state = torch.load(tmp_path / "out.params.checkpoint", weights_only=True)
     assert state["epoch"] == 1  # the start of the epoch in which it diverged
     assert len(read_log(tmp_path / "out.params.metrics.jsonl")) == 2
+
+
+# run.py with save_params patched to send itself signals while it writes the params
+STOPPED_MID_SAVE = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+import run
+real_save_params = run.save_params
+
+def save_params_while_signalled(model, path):
+    for signum in map(int, sys.argv[2].split(",")):
+        os.kill(os.getpid(), signum)
+    real_save_params(model, path)
+
+run.save_params = save_params_while_signalled
+run.main(sys.argv[3:])
+"""
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGTERM], [signal.SIGINT, signal.SIGINT]])
+def test_a_stop_as_training_ends_waits_for_the_params(files, tmp_path, signals):
+    arguments = ["finetune", "vanilla", files["corpus"], "--writing_params_path", tmp_path / "out.params",
+                 "--finetune_corpus_path", files["finetune"], *FAST]
+    result = subprocess.run([sys.executable, "-c", STOPPED_MID_SAVE, str(ROOT / "src"), ",".join(map(str, signals)),
+                             *map(str, arguments)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 128 + signals[0], result.stderr[-2000:]
+    assert f"{signals[0].name} as training ended: stopped once the params were written to" in result.stderr
+    assert "Traceback" not in result.stderr
+    saved = torch.load(tmp_path / "out.params", weights_only=True)
+    expected = GPT(GPTConfig(len(set(CORPUS)) + 2, 128)).state_dict()
+    assert params.fits(saved, expected)  # complete: every tensor, of its shape
+    assert not (tmp_path / "out.params.checkpoint").exists()
+    assert len(read_log(tmp_path / "out.params.metrics.jsonl")) == 2
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_in_one_line(files, tmp_path):
+    marker = tmp_path / "marker"
+    torch.save({"format": checkpoint.FORMAT, "model": CreatesAFile(marker)}, tmp_path / "out.params.checkpoint")
+    assert_refused(finetune(files, tmp_path, None, "--resume"), "out.params.checkpoint", "nothing in it was run",
+                   "delete it and run without --resume")
+    assert not marker.exists() and not (tmp_path / "out.params").exists()
