@@ -16,7 +16,6 @@ of the finetuning file (question 3(c)), and writes everything, question by quest
 JSON (default: the predictions path + ".analysis.json").
 """
 
-import argparse
 import json
 import re
 from collections import Counter, defaultdict
@@ -27,9 +26,10 @@ import torch.nn.functional as F
 
 from dataset import BLOCK_SIZE, MASK_CHAR, PAD_ID, CharCorruptionDataset, decode
 from params import add_size_flags, add_variant_argument, build_model, load_params
-from safe_io import InputError, atomic_output, exit_on_input_error, read_text
+from safe_io import (ArgumentParser, InputError, atomic_output, check_outputs, check_writable, exit_on_input_error,
+                     in_range, read_text)
 from trainer import resolve_device
-from utils import DECODE_STEPS, greedy_decode
+from utils import DECODE_STEPS, greedy_decode, parse_birth_places
 
 QUESTION_START, QUESTION_END = "Where was ", " born?"
 # The most of a document that one pretraining example shows (CharCorruptionDataset truncates each
@@ -58,21 +58,14 @@ def person_name(question):
 
 def parse_questions(text, path):
     """
-    (question, gold place or None) per line of a TSV file's text, the question as run.py
-    evaluate reads it and the place as utils.evaluate_places does, so that accuracies here
-    equal the ones evaluate prints.
+    (question, gold place or None) per line of a TSV file's text, read as run.py evaluate reads
+    it (utils.parse_birth_places), so that accuracies here equal the ones evaluate prints.
     """
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    pairs = []
-    for number, line in enumerate(lines, start=1):
-        question = line.rstrip("\r").split("\t")[0]
+    pairs = parse_birth_places(text, path)
+    for number, (question, _) in enumerate(pairs, start=1):
         if person_name(question) is None:
             raise InputError(f"{path} line {number}: expected '{QUESTION_START}NAME{QUESTION_END}' "
                              f"before the tab, got {question!r}")
-        fields = line.strip().split("\t")
-        pairs.append((question, fields[1] if len(fields) > 1 else None))
     return pairs
 
 
@@ -428,8 +421,8 @@ def format_report(report, predictions_path, eval_corpus_path):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Where a model's predicted birth places come from: "
-                                                 "accuracy by group, baselines, confidence, examples.")
+    parser = ArgumentParser(description="Where a model's predicted birth places come from: "
+                                        "accuracy by group, baselines, confidence, examples.")
     add_variant_argument(parser)
     parser.add_argument("pretrain_corpus_path", help="the pretraining text (wiki.txt): vocabulary and wiki lines")
     parser.add_argument("--reading_params_path", required=True, help="the params that made the predictions")
@@ -441,7 +434,8 @@ def parse_args(argv=None):
                              "of the finetuning and evaluation files (the recall probe)")
     parser.add_argument("--json_path", help="where the JSON goes (default: the predictions path + .analysis.json)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
-    parser.add_argument("--examples", type=int, default=5, help="examples of each kind to show (default 5)")
+    parser.add_argument("--examples", type=in_range(int, 0), default=5,
+                        help="examples of each kind to show (default 5)")
     add_size_flags(parser)
     return parser.parse_args(argv)
 
@@ -454,6 +448,9 @@ def read_inputs(args):
                          f"compares predictions with them: give a file with answers, such as birth_dev.tsv")
     finetune_pairs = parse_questions(read_text(args.finetune_corpus_path, "finetuning corpus"),
                                      args.finetune_corpus_path)
+    if not finetune_pairs:
+        raise InputError(f"finetuning corpus {args.finetune_corpus_path} is empty; give the one the model was "
+                         f"finetuned on, such as birth_places_train.tsv")
     for path, pairs in ((args.eval_corpus_path, eval_pairs), (args.finetune_corpus_path, finetune_pairs)):
         missing = [number for number, (_, place) in enumerate(pairs, start=1) if place is None]
         if missing:
@@ -468,6 +465,13 @@ def read_inputs(args):
 
 
 def analyze_files(args):
+    json_path = args.json_path or args.predictions_path + ".analysis.json"
+    check_outputs([("--json_path", json_path)], [
+        ("the pretraining corpus", args.pretrain_corpus_path), ("--reading_params_path", args.reading_params_path),
+        ("--eval_corpus_path", args.eval_corpus_path), ("--predictions_path", args.predictions_path),
+        ("--finetune_corpus_path", args.finetune_corpus_path),
+        ("--pretrained_params_path", args.pretrained_params_path)])
+    check_writable(json_path, "--json_path")
     eval_pairs, predictions, finetune_pairs = read_inputs(args)
     wiki_text = read_text(args.pretrain_corpus_path, "pretraining corpus")
     try:
@@ -493,7 +497,6 @@ def analyze_files(args):
     report = {"variant": args.variant, "pretrain_corpus_path": args.pretrain_corpus_path,
               "reading_params_path": args.reading_params_path, "eval_corpus_path": args.eval_corpus_path,
               "predictions_path": args.predictions_path, "finetune_corpus_path": args.finetune_corpus_path, **report}
-    json_path = args.json_path or args.predictions_path + ".analysis.json"
     with atomic_output(json_path) as f:  # a temporary file beside it, renamed into place
         json.dump(report, f, indent=1, ensure_ascii=False)
         f.write("\n")

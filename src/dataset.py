@@ -47,7 +47,9 @@ class CharCorruptionDataset(Dataset):
         self.PAD_CHAR, self.MASK_CHAR = PAD_CHAR, MASK_CHAR
         self.block_size = block_size
         self.vocab_size = len(self.itos)
-        self.data = data.split("\n")
+        # an empty line (such as the one after an editor's final newline) is no document: it would
+        # only teach that one MASK follows another; wiki.txt has none
+        self.data = [document for document in data.split("\n") if document]
         self.documents, self.lengths = encode_document_starts(self.data, self.stoi, int(block_size * 7 / 8))
         print(f"data has {len(data)} characters, {self.vocab_size} unique.")
 
@@ -197,6 +199,8 @@ def check_name_line(line, number, stoi, block_size):
     if len(fields) != 2:
         raise ValueError(f"line {number} has {len(fields) - 1} tabs; each line must be QUESTION<TAB>PLACE")
     question, place = fields
+    if not question.strip():
+        raise ValueError(f"line {number} has no question before the tab")
     if not place.strip():
         raise ValueError(f"line {number} has an empty place after the tab")
     unknown = sorted(set(ch for ch in line.replace("\t", "") if ch not in stoi))

@@ -14,7 +14,6 @@ is skipped, so each call adds the new ones. The finetuned params and predictions
 folder beside the pretraining's params (PRETRAIN.curve/); the test file is never read.
 """
 
-import argparse
 import json
 import re
 import subprocess
@@ -26,8 +25,8 @@ import analyze
 from dataset import BLOCK_SIZE, CharCorruptionDataset
 from params import SNAPSHOT_SUFFIX, add_size_flags, add_variant_argument, build_model, load_params
 from plot import PlotError, read_metrics
-from safe_io import InputError, atomic_output, exit_on_input_error, read_text
-from utils import evaluate_places
+from safe_io import ArgumentParser, InputError, atomic_output, check_outputs, exit_on_input_error, read_text
+from utils import SEEDS, evaluate_places
 
 RUN = str(Path(__file__).with_name("run.py"))
 PUBLIC_RANGE = (19.2, 26.6)  # vanilla's dev accuracy in 13 public runs of the 2021 code (SPEC.md)
@@ -111,8 +110,9 @@ def measure(args, epoch, params_path, metrics, folder, model, corpus, wiki_docum
 def read_records(path):
     if not Path(path).exists():
         return []
+    text = read_text(path, "records file")
     try:
-        return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
     except ValueError as error:
         raise InputError(f"{path} is not a knowledge curve's records ({error}); move it away to start "
                          f"the curve afresh") from None
@@ -152,7 +152,6 @@ def draw(records, figure_path, london, nopretrain):
     axes[0].set(ylabel="%", title="what pretraining puts into the weights")
     axes[0].legend(fontsize=8)
     figure.tight_layout()
-    Path(figure_path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(figure_path, "wb") as f:
         figure.savefig(f, format="png", dpi=110)
     print(figure_path)
@@ -172,19 +171,42 @@ def table(records):
     return "\n".join(lines)
 
 
+def make_folder(path, what):
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{what} {path}: cannot make this folder ({error.strerror}); choose another path") from None
+
+
 def curve(args):
     records_path = args.records or f"{args.pretrain_params_path}.knowledge.jsonl"
     if args.table:
         print(table(read_records(records_path)))
         return
+    inputs = [("the pretraining corpus", args.pretrain_corpus_path),
+              ("--pretrain_params_path", args.pretrain_params_path),
+              ("the pretraining's metrics log", f"{args.pretrain_params_path}.metrics.jsonl"),
+              ("--finetune_corpus_path", args.finetune_corpus_path), ("--eval_corpus_path", args.eval_corpus_path),
+              ("--nopretrain_predictions", args.nopretrain_predictions)]
+    check_outputs([("--records", records_path)], inputs)  # read and rewritten: no other input may be it
+    check_outputs([("--figure", args.figure)], inputs + [("--records", records_path)])
     pairs = {"finetuning": analyze.parse_questions(read_text(args.finetune_corpus_path, "finetuning corpus"),
                                            args.finetune_corpus_path),
              "evaluation": analyze.parse_questions(read_text(args.eval_corpus_path, "evaluation file"),
                                            args.eval_corpus_path)}
-    if any(place is None for _, place in pairs["evaluation"]):
+    if not pairs["finetuning"]:
+        raise InputError(f"finetuning corpus {args.finetune_corpus_path} is empty; give QUESTION<TAB>PLACE lines")
+    if not pairs["evaluation"] or pairs["evaluation"][0][1] is None:
         raise InputError(f"{args.eval_corpus_path}: every line needs QUESTION<TAB>PLACE (the curve scores answers)")
+    # read now, not after hours of finetuning, so that a bad file stops the curve before it starts
+    nopretrain = (dev_accuracy(args.nopretrain_predictions, args.eval_corpus_path)
+                  if args.nopretrain_predictions else None)
     wiki_text = read_text(args.pretrain_corpus_path, "pretraining corpus")
-    corpus = CharCorruptionDataset(wiki_text, BLOCK_SIZE)
+    try:
+        corpus = CharCorruptionDataset(wiki_text, BLOCK_SIZE)
+    except ValueError as error:
+        raise InputError(f"pretraining corpus {args.pretrain_corpus_path}: {error}") from None
+    model = build_model(corpus.vocab_size, BLOCK_SIZE, args.variant, args)
     found = snapshots(args.pretrain_params_path)
     if not found:
         raise InputError(f"no snapshots of {args.pretrain_params_path} and no final params: run run.py pretrain "
@@ -196,8 +218,8 @@ def curve(args):
     records = read_records(records_path)
     done = {(r["params"], tuple(r["stamp"])) for r in records}
     folder = Path(args.out_dir or f"{args.pretrain_params_path}.curve")
-    folder.mkdir(parents=True, exist_ok=True)
-    model = build_model(corpus.vocab_size, BLOCK_SIZE, args.variant, args)
+    make_folder(folder, "--out_dir")
+    make_folder(Path(args.figure).parent, "--figure")
     for epoch, path in found:
         if (str(path), tuple(stamp(path))) in done:
             continue
@@ -211,13 +233,11 @@ def curve(args):
               f"dev accuracy {record['dev_accuracy']:.1f}%", flush=True)
     golds = [place for _, place in pairs["evaluation"]]
     london = 100 * sum(place == "London" for place in golds) / len(golds)
-    nopretrain = (dev_accuracy(args.nopretrain_predictions, args.eval_corpus_path)
-                  if args.nopretrain_predictions else None)
     draw(records, args.figure, london, nopretrain)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Dev accuracy and recall of a pretraining's snapshots.")
+    parser = ArgumentParser(description="Dev accuracy and recall of a pretraining's snapshots.")
     add_variant_argument(parser)
     parser.add_argument("pretrain_corpus_path", help="the pretraining text (wiki.txt)")
     parser.add_argument("--pretrain_params_path", required=True,
@@ -225,7 +245,7 @@ def main(argv=None):
     parser.add_argument("--finetune_corpus_path", default="birth_places_train.tsv")
     parser.add_argument("--eval_corpus_path", default="birth_dev.tsv")
     parser.add_argument("--nopretrain_predictions", help="dev predictions of the model finetuned without pretraining")
-    parser.add_argument("--seed", type=int, default=0, help="the finetunings' seed (default 0)")
+    parser.add_argument("--seed", type=SEEDS, default=0, help="the finetunings' seed (default 0)")
     parser.add_argument("--out_dir", help="where the finetuned params and predictions go (default PRETRAIN.curve/)")
     parser.add_argument("--records", help="the records file (default PRETRAIN.knowledge.jsonl)")
     parser.add_argument("--figure", default="results/knowledge_curve.png")

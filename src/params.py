@@ -13,6 +13,8 @@ from model import GPT, VARIANTS, GPTConfig
 from safe_io import InputError, atomic_output, did_you_mean
 
 SIZE_FLAGS = ("n_layer", "n_head", "n_embd")  # the handout's size is GPTConfig's default: 4, 8, 256
+# AdamW training holds 16 bytes a parameter (weights, gradients, two moments): 1e10 fills no one GPU
+MOST_PARAMETERS = 10**10
 SNAPSHOT_SUFFIX = ".epoch"  # a snapshot of P.params after 10 epochs is P.params.epoch10 (snapshot_path)
 
 
@@ -38,6 +40,10 @@ def build_model(vocab_size, block_size, variant, args, **config):
     if min(size.values()) < 1 or size["n_embd"] % size["n_head"]:
         raise InputError(f"--n_layer {size['n_layer']} --n_head {size['n_head']} --n_embd {size['n_embd']}: each "
                          f"must be at least 1, and n_embd a multiple of n_head (the heads split it)")
+    parameters = 12 * size["n_layer"] * size["n_embd"] ** 2  # each block's attention (4 n_embd^2) and MLP (8)
+    if parameters > MOST_PARAMETERS:
+        raise InputError(f"--n_layer {size['n_layer']} --n_embd {size['n_embd']}: about {parameters:.1e} parameters, "
+                         f"more than the {MOST_PARAMETERS:.0e} any one GPU could train; choose a smaller size")
     bottleneck_dim = getattr(args, "bottleneck_dim", None)
     if bottleneck_dim is not None:
         if variant != "perceiver":
@@ -65,6 +71,8 @@ def load_params(model, path, device):
         state_dict = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise InputError(f"params file {path} does not exist{did_you_mean(path)}") from None
+    except OSError as error:
+        raise InputError(f"params file {path} cannot be read: {error.strerror}") from None
     except pickle.UnpicklingError:  # what weights_only raises on anything but tensors and plain values
         raise InputError(f"{path} is not a params file (it does not load as tensors and plain values alone; "
                          f"nothing in it was run): read params that a pretrain or finetune wrote") from None

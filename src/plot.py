@@ -11,12 +11,13 @@ and figures/pretrain.learning_rate.png (each run's learning-rate schedule). matp
 needed only to draw, so it is imported only there: reading and smoothing logs work without it.
 """
 
-import argparse
 import json
 import math
 import sys
 from collections import Counter
 from pathlib import Path
+
+from safe_io import ArgumentParser, InputError, check_outputs, in_range
 
 METRIC_KEYS = ("step", "epoch", "loss", "lr", "positions", "wall_time")
 X_AXIS_LABELS = {  # the --x choices, and how the x axis reads for each
@@ -203,21 +204,14 @@ def figure_path(out_dir, prefix, name):
     return Path(out_dir) / f"{prefix}{name}.png"
 
 
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Draw the loss and learning rate of training runs as PNG files.")
+    parser = ArgumentParser(description="Draw the loss and learning rate of training runs as PNG files.")
     parser.add_argument("logs", nargs="+", metavar="METRICS_LOG",
                         help="a <writing_params_path>.metrics.jsonl written by pretrain or finetune")
     parser.add_argument("--out_dir", default="figures", help="folder for the PNG files (default: figures)")
     parser.add_argument("--prefix", default="", help="start of the file names, e.g. pretrain (default: none)")
     parser.add_argument("--x", default="step", choices=list(X_AXIS_LABELS), help="the x axis (default: step)")
-    parser.add_argument("--smooth", type=positive_int,
+    parser.add_argument("--smooth", type=in_range(int, 1),
                         help="moving-average window of the loss, in steps (default: a fiftieth of each run)")
     return parser.parse_args(argv)
 
@@ -227,10 +221,12 @@ def main(argv=None):
     loss_path = figure_path(args.out_dir, args.prefix, "loss")
     learning_rate_path = figure_path(args.out_dir, args.prefix, "learning_rate")
     try:
+        check_outputs([("figure", loss_path), ("figure", learning_rate_path)],
+                      [("the metrics log", path) for path in args.logs])
         runs = list(zip(run_labels(args.logs), [read_metrics(path) for path in args.logs]))
         plot_loss(runs, loss_path, args.x, args.smooth)
         plot_learning_rate(runs, learning_rate_path, args.x)
-    except PlotError as error:
+    except (PlotError, InputError) as error:
         print(f"plot.py: {error}", file=sys.stderr)
         sys.exit(2)
     print(loss_path)

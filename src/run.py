@@ -13,7 +13,7 @@ Every hyperparameter of the original runs is in HYPERPARAMETERS below; the optio
 override them for quick or exploratory runs.
 """
 
-import argparse
+import math
 import signal
 import sys
 from pathlib import Path
@@ -23,9 +23,10 @@ import torch
 import distributed
 from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset, decode
 from params import add_size_flags, add_variant_argument, build_model, load_params, save_params, snapshot_path
-from safe_io import InputError, atomic_output, check_writable, exit_on_input_error, read_text
+from safe_io import (ArgumentParser, InputError, atomic_output, check_outputs, check_writable, exit_on_input_error,
+                     in_range, read_text)
 from trainer import StopSignals, Trainer, TrainerConfig, TrainingStopped, resolve_device
-from utils import DECODE_STEPS, evaluate_places, greedy_decode, set_seed
+from utils import DECODE_STEPS, SEEDS, greedy_decode, parse_birth_places, score_places, set_seed
 
 HYPERPARAMETERS = {  # per function: epochs, batch size, peak learning rate
     "pretrain": dict(max_epochs=650, batch_size=128, learning_rate=6e-3),
@@ -48,7 +49,7 @@ def final_tokens(pretrain_dataset, train_dataset=None, cosine_epochs=None):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Pretrain, finetune or evaluate a character-level GPT.")
+    parser = ArgumentParser(description="Pretrain, finetune or evaluate a character-level GPT.")
     parser.add_argument("function", choices=["pretrain", "finetune", "evaluate"], help="what to do")
     add_variant_argument(parser)
     parser.add_argument("pretrain_corpus_path", help="the pretraining text (wiki.txt); it defines the vocabulary")
@@ -57,17 +58,20 @@ def parse_args(argv=None):
     parser.add_argument("--finetune_corpus_path", help="finetuning TSV: QUESTION<TAB>PLACE per line")
     parser.add_argument("--eval_corpus_path", help="TSV of questions to answer, with or without places")
     parser.add_argument("--outputs_path", help="where evaluate writes one predicted place per line")
-    parser.add_argument("--max_epochs", type=int, help="override the epochs of the function (650 / 75 / 10)")
-    parser.add_argument("--batch_size", type=int, help="override the batch size (128 / 256)")
-    parser.add_argument("--learning_rate", type=float, help="override the peak learning rate (6e-3 / 6e-4)")
-    parser.add_argument("--dropout", type=float,
+    parser.add_argument("--max_epochs", type=in_range(int, 1),
+                        help="override the epochs of the function (650 / 75 / 10)")
+    parser.add_argument("--batch_size", type=in_range(int, 1), help="override the batch size (128 / 256)")
+    # Adam moves each weight by about the learning rate a step: above 1 is far past the weights' scale
+    parser.add_argument("--learning_rate", type=in_range(float, 0, 1, low_open=True, high_open=False),
+                        help="override the peak learning rate (6e-3 / 6e-4)")
+    parser.add_argument("--dropout", type=in_range(float, 0, 1),
                         help="override the dropout of embeddings, attention and residuals (0.1 each)")
-    parser.add_argument("--weight_decay", type=float,
+    parser.add_argument("--weight_decay", type=in_range(float, 0),
                         help="override AdamW's weight decay of the matrix weights (0.1)")
-    parser.add_argument("--cosine_epochs", type=float,
+    parser.add_argument("--cosine_epochs", type=in_range(float, 0, low_open=True),
                         help="end the learning rate's cosine after this many epochs of the training data "
                              "(default: the handout's, 200 epochs of the pretraining corpus)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=SEEDS, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="auto: bf16 autocast on CUDA, fp32 on a CPU")
@@ -78,8 +82,9 @@ def parse_args(argv=None):
     parser.add_argument("--snapshot_epochs", type=int, nargs="+", default=[], metavar="N",
                         help="also write the params as they are after each of these epochs, to "
                              "WRITING_PARAMS_PATH.epochN (pretrain, finetune)")
-    parser.add_argument("--checkpoint_every", type=float, default=120,
-                        help="seconds between checkpoints, written at the end of an epoch (default 120)")
+    parser.add_argument("--checkpoint_every", type=in_range(float, 0, math.inf, high_open=False), default=120,
+                        help="seconds between checkpoints, written at the end of an epoch (default 120; inf: "
+                             "only when stopped)")
     args = parser.parse_args(argv)
     required = {
         "pretrain": ["writing_params_path"],
@@ -125,13 +130,11 @@ def train(args, model, dataset, pretrain_dataset, hyperparameters, device):
 
 
 def read_questions(path, stoi):
-    """The question of each line (text before the tab, line end removed), checked against the vocabulary."""
-    text = read_text(path, "evaluation file")
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    questions = [line.rstrip("\r").split("\t")[0] for line in lines]
-    for number, question in enumerate(questions, start=1):
+    """The (question, gold place or None) of each line (see parse_birth_places), checked against the vocabulary."""
+    pairs = parse_birth_places(read_text(path, "evaluation file"), path)
+    if not pairs:
+        raise InputError(f"{path} has no questions; give a file of QUESTION or QUESTION<TAB>PLACE lines")
+    for number, (question, _) in enumerate(pairs, start=1):
         unknown = sorted(set(ch for ch in question if ch not in stoi))
         if unknown:
             raise InputError(f"{path} line {number}: {' '.join(map(repr, unknown))} not in the vocabulary of the "
@@ -139,18 +142,18 @@ def read_questions(path, stoi):
         if len(question) + 1 >= BLOCK_SIZE:
             raise InputError(f"{path} line {number}: the question is {len(question)} characters, too long for "
                              f"the block of {BLOCK_SIZE}")
-    return questions
+    return pairs
 
 
-def evaluate(args, model, pretrain_dataset, questions):
+def evaluate(args, model, pretrain_dataset, pairs):
     device = next(model.parameters()).device
     prompts = [torch.tensor([pretrain_dataset.stoi[ch] for ch in question + MASK_CHAR], device=device)
-               for question in questions]
+               for question, _ in pairs]
     completions = greedy_decode(model, prompts, DECODE_STEPS)
     predictions = [decode(pretrain_dataset.itos, c).split(MASK_CHAR)[1] for c in completions]
     with atomic_output(args.outputs_path) as f:
         f.writelines(prediction + "\n" for prediction in predictions)
-    total, correct = evaluate_places(args.eval_corpus_path, predictions)
+    total, correct = score_places(pairs, predictions, args.eval_corpus_path)
     if total > 0:
         print(f"Correct: {correct} out of {total}: {correct / total * 100}%")
     else:
@@ -167,7 +170,12 @@ def dataset_from(path, what, make):
 
 
 def run(args):
-    for path, what in [(args.writing_params_path, "--writing_params_path"), (args.outputs_path, "--outputs_path")]:
+    outputs = [("--writing_params_path", args.writing_params_path), ("--outputs_path", args.outputs_path)]
+    check_outputs(outputs, [("the pretraining corpus", args.pretrain_corpus_path),
+                            ("--reading_params_path", args.reading_params_path),
+                            ("--finetune_corpus_path", args.finetune_corpus_path),
+                            ("--eval_corpus_path", args.eval_corpus_path)])
+    for what, path in outputs:
         if path is not None:
             check_writable(path, what)
     set_seed(args.seed)
@@ -185,6 +193,8 @@ def run(args):
     elif args.function == "finetune":
         finetune_dataset = dataset_from(args.finetune_corpus_path, "finetuning corpus",
                                         lambda text: NameDataset(pretrain_dataset, text))
+        if len(finetune_dataset) == 0:
+            raise InputError(f"finetuning corpus {args.finetune_corpus_path} is empty; give QUESTION<TAB>PLACE lines")
         if args.reading_params_path is not None:
             load_params(model, args.reading_params_path, device)
             train(args, model, finetune_dataset, pretrain_dataset, HYPERPARAMETERS["finetune from pretrained"],
@@ -192,9 +202,9 @@ def run(args):
         else:
             train(args, model, finetune_dataset, pretrain_dataset, HYPERPARAMETERS["finetune"], device)
     elif distributed.is_main_process():  # evaluation is quick: one process does it
-        questions = read_questions(args.eval_corpus_path, pretrain_dataset.stoi)
+        pairs = read_questions(args.eval_corpus_path, pretrain_dataset.stoi)
         load_params(model, args.reading_params_path, device)
-        evaluate(args, model, pretrain_dataset, questions)
+        evaluate(args, model, pretrain_dataset, pairs)
     distributed.finish()
 
 

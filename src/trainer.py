@@ -31,7 +31,7 @@ import checkpoint
 import distributed
 from dataset import row_lengths
 from params import save_params
-from safe_io import atomic_output
+from safe_io import InputError, atomic_output
 
 # What running one more group of rows costs beyond its positions, in positions, per kind of
 # device: the fixed cost of a forward and backward pass (some hundred operator calls) and the
@@ -73,8 +73,17 @@ class TrainerConfig:
 
 
 def resolve_device(device):
+    """auto's choice, or the device asked for if this machine has it; else an InputError."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        asked = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device {device!r} is not a device; give auto, cpu, cuda or cuda:N") from None
+    count = torch.cuda.device_count()
+    if asked.type == "cuda" and (asked.index or 0) >= count:
+        gpus = f", or cuda:0 to cuda:{count - 1}" if count else ""
+        raise InputError(f"--device {device}: PyTorch sees {count} CUDA GPUs here; give auto or cpu{gpus}")
     return device
 
 

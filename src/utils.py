@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from model import KVCache
+from safe_io import InputError, in_range, read_text
 
 DECODE_STEPS = 32  # characters evaluate decodes after each question's ⁇
+SEEDS = in_range(int, 0, 2**32 - 1, high_open=False)  # the type of a --seed flag: what NumPy's seed takes
 
 
 def set_seed(seed):
@@ -92,18 +94,49 @@ def decode_batch_with_cache(model, batch, steps):
     return tokens
 
 
+def parse_birth_places(text, path):
+    """
+    (question, gold place or None) for each line of a QUESTION[<TAB>PLACE] file's text: the
+    question as evaluate reads it (all before the tab), the place as the original scored it (the
+    field after the tab of the stripped line). Every line has a place or none does. Blank lines at
+    the end (an editor's) are dropped; one before the end would shift every prediction after it.
+    """
+    lines = text.split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    pairs = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            raise InputError(f"{path} line {number} is blank; remove it (predictions go line by line)")
+        question, *after = line.split("\t")
+        if len(after) > 1:
+            raise InputError(f"{path} line {number} has {len(after)} tabs; each line must be QUESTION or "
+                             f"QUESTION<TAB>PLACE")
+        if not question.strip():
+            raise InputError(f"{path} line {number} has no question before the tab")
+        fields = line.strip().split("\t")
+        pairs.append((question, fields[1] if len(fields) > 1 else None))
+    placed = [place is not None for _, place in pairs]
+    if any(placed) and not all(placed):
+        raise InputError(f"{path} line {placed.index(False) + 1} has no place, but line {placed.index(True) + 1} "
+                         f"has one: give every line QUESTION<TAB>PLACE, or none a place")
+    return pairs
+
+
 def evaluate_places(filepath, predicted_places):
     """
     (total, correct) as floats: how many gold places in the TSV file equal the prediction
     for their line (exact match after stripping the line); (0, 0) when it has no answers.
     """
-    with open(filepath, encoding="utf-8") as f:
-        lines = [line.strip().split("\t") for line in f]
-    if not lines or len(lines[0]) == 1:
+    return score_places(parse_birth_places(read_text(filepath, "evaluation file"), filepath), predicted_places,
+                        filepath)
+
+
+def score_places(pairs, predicted_places, path):
+    """evaluate_places of the (question, place) pairs parse_birth_places read from path."""
+    if not pairs or pairs[0][1] is None:
         return (0, 0)
-    true_places = [fields[1] for fields in lines]
-    if len(true_places) != len(predicted_places):
-        raise ValueError(f"{filepath} has {len(true_places)} lines but there are "
-                         f"{len(predicted_places)} predictions")
-    correct = sum(gold == predicted for gold, predicted in zip(true_places, predicted_places))
-    return (float(len(true_places)), float(correct))
+    if len(pairs) != len(predicted_places):
+        raise ValueError(f"{path} has {len(pairs)} lines but there are {len(predicted_places)} predictions")
+    correct = sum(gold == predicted for (_, gold), predicted in zip(pairs, predicted_places))
+    return (float(len(pairs)), float(correct))

@@ -78,8 +78,11 @@ def trained_like_model(variant, vocab_size, block_size=64, seed=0):
 def test_person_name_and_parsing_the_files():
     assert analyze.person_name("Where was Moses Mason, Jr. born?") == "Moses Mason, Jr."
     assert analyze.person_name("Who is Ann Lee?") is None
-    assert analyze.parse_questions("Where was A B born?\tLeeds \r\nWhere was C D born?\n", "f.tsv") == [
-        ("Where was A B born?", "Leeds"), ("Where was C D born?", None)]
+    assert analyze.parse_questions("Where was A B born?\tLeeds \nWhere was C D born?\tRome\n\n", "f.tsv") == [
+        ("Where was A B born?", "Leeds"), ("Where was C D born?", "Rome")]
+    assert analyze.parse_questions("Where was C D born?\n", "f.tsv") == [("Where was C D born?", None)]
+    with pytest.raises(InputError, match="f.tsv line 2 has no place, but line 1 has one"):
+        analyze.parse_questions("Where was A B born?\tLeeds\nWhere was C D born?\n", "f.tsv")
     with pytest.raises(InputError, match=r"f.tsv line 2: expected 'Where was NAME born\?'"):
         analyze.parse_questions("Where was A B born?\tLeeds\nWho is C D?\tRome\n", "f.tsv")
     # predictions are kept exactly, an empty one and trailing spaces included

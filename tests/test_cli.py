@@ -403,7 +403,7 @@ class RecordingTrainer:
     def __init__(self, model, train_dataset, test_dataset, config):
         RecordingTrainer.calls.append((model, train_dataset, test_dataset, config))
 
-    def train(self):
+    def train(self, stop=None):
         pass
 
 

@@ -1,10 +1,13 @@
 """
-Never lose a run: bad input gets one clear line and exit status 2 with nothing written;
-outputs are written atomically; training keeps a metrics log and a resumable checkpoint,
+Never lose a run: bad input gets one clear line and exit status 2 with nothing written, and
+input as users really make it (text saved on Windows, a number out of range, a folder, an
+output that is one of the inputs) is read right or refused so; outputs are written atomically; training keeps a metrics log and a resumable checkpoint,
 survives a real SIGTERM, and stops on a loss that is not finite.
 """
 
+import codecs
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,14 +17,20 @@ import time
 import pytest
 import torch
 
+import analyze
 import checkpoint
+import knowledge_curve
 import params
+import plot
 import run
 import trainer as trainer_module
 from conftest import ROOT
+from dataset import CharCorruptionDataset, NameDataset
 from model import GPT, GPTConfig
+from safe_io import in_range, read_text
 from test_checkpoint import CreatesAFile
 from trainer import learning_rate_at
+from utils import parse_birth_places
 
 CORPUS = "\n".join([
     "Ada Lovelace. Ada Lovelace was an English mathematician born in London .",
@@ -86,6 +95,8 @@ def test_a_mistyped_path_is_named_with_a_suggestion(files, tmp_path):
     ("Where was Ada Lovelace born?\tLondon\tEngland\n", ["line 1", "2 tabs"]),
     ("Where was Ada Lovelace born?\tLondon\nWhere was Zoe born?\tQuito\n", ["line 2", "'Q'", "vocabulary"]),
     ("Where was Ada Lovelace born?\t" + "London " * 20 + "\n", ["line 1", "block holds 128"]),
+    ("Where was Ada Lovelace born?\tLondon\n\tLondon\n", ["line 2", "no question before the tab"]),
+    ("\n\n", ["is empty"]),
 ])
 def test_bad_finetuning_lines_are_refused_with_their_line(files, tmp_path, content, words):
     bad = tmp_path / "bad.tsv"
@@ -350,3 +361,249 @@ def test_a_checkpoint_that_would_run_code_is_refused_in_one_line(files, tmp_path
     assert_refused(finetune(files, tmp_path, None, "--resume"), "out.params.checkpoint", "nothing in it was run",
                    "delete it and run without --resume")
     assert not marker.exists() and not (tmp_path / "out.params").exists()
+
+
+# -----------------------------------------------------------------------------
+# input as users really make it, for every command: each case is read right, or refused in
+# one line with exit status 2 and nothing written
+
+QUESTIONS = "".join(line.split("\t")[0] + "\n" for line in FINETUNE.splitlines())
+SIZE = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16"]
+SAVED_ELSEWHERE = {  # a text as another system or editor saves it
+    "Windows (CRLF)": lambda text: text.replace("\n", "\r\n").encode(),
+    "Notepad's UTF-8 (BOM)": lambda text: codecs.BOM_UTF8 + text.encode(),
+    "Notepad, CRLF and BOM": lambda text: codecs.BOM_UTF8 + text.replace("\n", "\r\n").encode(),
+    "an old Mac (CR)": lambda text: text.replace("\n", "\r").encode(),
+    "a blank line at the end": lambda text: (text.rstrip("\n") + "\n\n").encode(),
+    "no final newline": lambda text: text.rstrip("\n").encode(),
+    "an editor's final newline": lambda text: (text.rstrip("\n") + "\n").encode(),
+}
+
+
+def refused_here(capsys, main, *arguments):
+    """A command's main(arguments) in this process: exit status 2 and one line on stderr, which it returns."""
+    with pytest.raises(SystemExit) as stop:
+        main([str(argument) for argument in arguments])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert stop.value.code == 2 and len(lines) == 1, err
+    return lines[0]
+
+
+def contents(folder):
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize("saved", SAVED_ELSEWHERE)
+def test_text_saved_on_another_system_reads_as_on_linux(tmp_path, saved):
+    def read(text):
+        path = tmp_path / "saved"
+        path.write_bytes(SAVED_ELSEWHERE[saved](text))
+        return read_text(path, "file")
+
+    corpus, reference = CharCorruptionDataset(read(CORPUS), 128), CharCorruptionDataset(CORPUS, 128)
+    assert corpus.itos == reference.itos and corpus.data == reference.data  # no "\r", BOM or empty document
+    assert NameDataset(corpus, read(FINETUNE)).data == NameDataset(reference, FINETUNE).data
+    for text in (FINETUNE, QUESTIONS):
+        assert parse_birth_places(read(text), "f") == parse_birth_places(text, "f")
+
+
+def test_a_windows_evaluation_file_predicts_and_scores_as_the_linux_one(files, tmp_path):
+    torch.save(GPT(GPTConfig(len(set(CORPUS)) + 2, 128, n_layer=1, n_head=2, n_embd=16)).state_dict(),
+               tmp_path / "v.params")
+    windows = {"corpus": tmp_path / "windows_wiki.txt", "dev": tmp_path / "windows_dev.tsv"}
+    for name, path in windows.items():
+        path.write_bytes(SAVED_ELSEWHERE["Notepad, CRLF and BOM"](files[name].read_text(encoding="utf-8")))
+    outputs = []
+    for name, made in (("linux", files), ("windows", windows)):
+        result = run_cli("evaluate", "vanilla", made["corpus"], "--reading_params_path", "v.params",
+                         "--eval_corpus_path", made["dev"], "--outputs_path", f"{name}.predictions", *SIZE,
+                         "--device", "cpu", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        london = subprocess.run([sys.executable, str(ROOT / "london_baseline.py"), "--eval_corpus_path", made["dev"]],
+                                capture_output=True, text=True, timeout=300)
+        outputs.append((result.stdout.splitlines()[-1], (tmp_path / f"{name}.predictions").read_bytes(),
+                        london.stdout))
+    assert outputs[0] == outputs[1] and outputs[0][0].startswith("Correct: ") and "out of 3.0" in outputs[0][2]
+
+
+NOT_UTF8 = {
+    "UTF-16 (Notepad's Unicode)": (lambda text: text.encode("utf-16"), ["UTF-16"]),
+    "UTF-16 without a BOM": (lambda text: text.encode("utf-16-le"), ["UTF-16"]),
+    "Latin-1": (lambda text: text.replace("Alan", "Al\u00e1n").encode("latin-1"), ["not UTF-8", "line 2"]),
+}
+READERS = {  # a command reading `path` in one role and writing `out`: (main, arguments)
+    "pretrain's corpus": lambda files, path, out: (
+        run.main, ["pretrain", "vanilla", path, "--writing_params_path", out, *FAST]),
+    "finetune's --finetune_corpus_path": lambda files, path, out: (
+        run.main, ["finetune", "vanilla", files["corpus"], "--writing_params_path", out,
+                   "--finetune_corpus_path", path, *FAST]),
+    "evaluate's --eval_corpus_path": lambda files, path, out: (
+        run.main, ["evaluate", "vanilla", files["corpus"], "--reading_params_path", "v.params",
+                   "--eval_corpus_path", path, "--outputs_path", out, "--device", "cpu"]),
+    "analyze's --eval_corpus_path": lambda files, path, out: (
+        analyze.main, ["vanilla", files["corpus"], "--reading_params_path", "v.params", "--eval_corpus_path", path,
+                       "--predictions_path", "p.predictions", "--finetune_corpus_path", files["finetune"],
+                       "--json_path", out]),
+}
+
+
+@pytest.mark.parametrize("encoding", NOT_UTF8)
+@pytest.mark.parametrize("reader", READERS)
+def test_text_in_another_encoding_is_refused(files, tmp_path, capsys, reader, encoding):
+    encode, words = NOT_UTF8[encoding]
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(encode(CORPUS if reader == "pretrain's corpus" else FINETUNE))
+    before = contents(tmp_path)
+    main, arguments = READERS[reader](files, bad, tmp_path / "out")
+    line = refused_here(capsys, main, *arguments)
+    assert "bad.txt" in line and all(word in line for word in words), line
+    assert contents(tmp_path) == before
+
+
+@pytest.mark.parametrize("content, words", [
+    ("", ["no questions"]),
+    ("Where was Ada Lovelace born?\n\nWhere was Alan Turing born?\n", ["line 2 is blank"]),
+    ("Where was Ada Lovelace born?\n\tLondon\n", ["line 2 has no question"]),
+    ("Where was Ada Lovelace born?\tLondon\tEngland\n", ["line 1 has 2 tabs"]),
+    ("Where was Ada Lovelace born?\tLondon\nWhere was Alan Turing born?\n", ["line 2 has no place", "line 1 has one"]),
+])
+def test_bad_evaluation_lines_are_refused_with_their_line(files, tmp_path, capsys, content, words):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(content, encoding="utf-8")
+    before = contents(tmp_path)
+    main, arguments = READERS["evaluate's --eval_corpus_path"](files, bad, tmp_path / "out")
+    line = refused_here(capsys, main, *arguments)
+    assert "bad.tsv" in line and all(word in line for word in words), line
+    london = subprocess.run([sys.executable, str(ROOT / "london_baseline.py"), "--eval_corpus_path", bad],
+                            capture_output=True, text=True, timeout=300)
+    assert london.returncode == 2 and len(london.stderr.splitlines()) == 1 and "bad.tsv" in london.stderr
+    assert contents(tmp_path) == before
+
+
+@pytest.mark.parametrize("flag, value, interval", [
+    ("--max_epochs", "0", "[1, inf)"), ("--batch_size", "-8", "[1, inf)"),
+    ("--learning_rate", "0", "(0, 1]"), ("--learning_rate", "nan", "(0, 1]"), ("--learning_rate", "1e300", "(0, 1]"),
+    ("--dropout", "1", "[0, 1)"), ("--dropout", "-0.1", "[0, 1)"), ("--dropout", "nan", "[0, 1)"),
+    ("--weight_decay", "-0.1", "[0, inf)"), ("--weight_decay", "inf", "[0, inf)"),
+    ("--cosine_epochs", "0", "(0, inf)"), ("--cosine_epochs", "inf", "(0, inf)"),
+    ("--seed", "-1", "[0, 4294967295]"), ("--seed", "4294967296", "[0, 4294967295]"),
+    ("--checkpoint_every", "-1", "[0, inf]"), ("--checkpoint_every", "nan", "[0, inf]"),
+])
+def test_numbers_out_of_range_are_refused_with_their_range(files, tmp_path, capsys, flag, value, interval):
+    line = refused_here(capsys, run.main, "finetune", "vanilla", files["corpus"], "--writing_params_path",
+                        tmp_path / "out.params", "--finetune_corpus_path", files["finetune"], *FAST, flag, value)
+    assert line.startswith(f"error: argument {flag}: must be in {interval}, got {value} (see ")
+    assert not (tmp_path / "out.params").exists()
+
+
+def test_the_other_commands_numbers_and_sizes_are_refused_too(files, tmp_path, capsys):
+    for main, arguments, words in [
+        (analyze.main, ["vanilla", "c", "--reading_params_path", "p", "--eval_corpus_path", "e", "--predictions_path",
+                        "p", "--finetune_corpus_path", "f", "--examples", "-1"], "--examples: must be in [0, inf)"),
+        (knowledge_curve.main, ["vanilla", "c", "--pretrain_params_path", "p", "--seed", "-1"],
+         "--seed: must be in [0, 4294967295]"),
+        (plot.main, ["log.jsonl", "--smooth", "0"], "--smooth: must be in [1, inf)"),
+        (run.main, ["finetune", "vanilla", files["corpus"], "--writing_params_path", tmp_path / "out.params",
+                    "--finetune_corpus_path", files["finetune"], *FAST, "--n_embd", "1000000"],
+         "about 4.8e+13 parameters, more than the 1e+10"),
+        (run.main, ["pretrain", "vanilla", files["corpus"], "--writing_params_path", tmp_path / "out.params",
+                    "--device", "cuda:99"], "--device cuda:99: PyTorch sees"),
+        (run.main, ["pretrain", "vanilla", files["corpus"], "--writing_params_path", tmp_path / "out.params",
+                    "--device", "gpu"], "--device 'gpu' is not a device"),
+    ]:
+        assert words in refused_here(capsys, main, *arguments)
+    assert not (tmp_path / "out.params").exists()
+    assert in_range(float, 0, 1)("0") == 0.0 and in_range(float, 0, math.inf, high_open=False)("inf") == math.inf
+
+
+def pretrained(files, tmp_path):
+    """A pretraining's params and metrics log, as knowledge_curve.py finds them."""
+    torch.save(GPT(GPTConfig(len(set(CORPUS)) + 2, 128, n_layer=1, n_head=2, n_embd=16)).state_dict(),
+               tmp_path / "p.params")
+    record = {"step": 1, "epoch": 1, "loss": 4.0, "lr": 6e-3, "positions": 127, "wall_time": 1.0}
+    (tmp_path / "p.params.metrics.jsonl").write_text(json.dumps(record) + "\n")
+    return ["vanilla", files["corpus"], "--pretrain_params_path", tmp_path / "p.params",
+            "--finetune_corpus_path", files["finetune"], "--eval_corpus_path", files["dev"], *SIZE]
+
+
+@pytest.mark.parametrize("case", ["pretrain corpus", "finetune --finetune_corpus_path",
+                                  "finetune --reading_params_path", "evaluate --eval_corpus_path",
+                                  "analyze --predictions_path", "pretrain --writing_params_path",
+                                  "evaluate --outputs_path", "analyze --json_path", "knowledge_curve --figure",
+                                  "knowledge_curve --records", "knowledge_curve --out_dir (a file)"])
+def test_a_folder_for_a_file_and_a_file_for_a_folder_are_refused(files, tmp_path, capsys, monkeypatch, case):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    out = tmp_path / "out"
+    command, flag = case.split(" ", 1)
+    curve = pretrained(files, tmp_path)
+    main, arguments = {
+        "pretrain corpus": READERS["pretrain's corpus"](files, folder, out),
+        "finetune --finetune_corpus_path": READERS["finetune's --finetune_corpus_path"](files, folder, out),
+        "finetune --reading_params_path": (run.main, [*READERS["finetune's --finetune_corpus_path"](
+            files, files["finetune"], out)[1], "--reading_params_path", folder]),
+        "evaluate --eval_corpus_path": READERS["evaluate's --eval_corpus_path"](files, folder, out),
+        "analyze --predictions_path": (analyze.main, ["vanilla", files["corpus"], "--reading_params_path", "v.params",
+                                                      "--eval_corpus_path", files["dev"], "--predictions_path", folder,
+                                                      "--finetune_corpus_path", files["finetune"]]),
+        "pretrain --writing_params_path": READERS["pretrain's corpus"](files, files["corpus"], folder),
+        "evaluate --outputs_path": READERS["evaluate's --eval_corpus_path"](files, files["dev"], folder),
+        "analyze --json_path": READERS["analyze's --eval_corpus_path"](files, files["dev"], folder),
+        "knowledge_curve --figure": (knowledge_curve.main, [*curve, "--figure", folder]),
+        "knowledge_curve --records": (knowledge_curve.main, [*curve, "--records", folder]),
+        "knowledge_curve --out_dir (a file)": (knowledge_curve.main, [*curve, "--out_dir", files["corpus"]]),
+    }[case]
+    before = contents(tmp_path)
+    line = refused_here(capsys, main, *arguments)
+    assert flag.split()[0] in line or str(folder) in line, line
+    assert any(words in line for words in ("is a folder", "Is a directory", "File exists")), line
+    assert contents(tmp_path) == before and sorted(p.name for p in folder.iterdir()) == []
+
+
+def symlink_to(path):
+    link = path.parent / "link"
+    link.symlink_to(path)
+    return link
+
+
+SPELLINGS = {  # another name for a file in tmp_path, the working folder
+    "the same path": lambda path: path,
+    "./name": lambda path: f"./{path.name}",
+    "an absolute path": lambda path: path.resolve(),
+    "a symlink": symlink_to,
+}
+OUTPUT_IS_INPUT = {  # (main, arguments) of a command asked to write over one of its inputs, given its other name
+    "evaluate --outputs_path is --eval_corpus_path": lambda files, curve, same: (
+        run.main, ["evaluate", "vanilla", files["corpus"], "--reading_params_path", "p.params",
+                   "--eval_corpus_path", files["dev"], "--outputs_path", same(files["dev"]), "--device", "cpu"]),
+    "pretrain --writing_params_path is the corpus": lambda files, curve, same: (
+        run.main, ["pretrain", "vanilla", files["corpus"], "--writing_params_path", same(files["corpus"]), *FAST]),
+    "finetune --writing_params_path is --reading_params_path": lambda files, curve, same: (
+        run.main, ["finetune", "vanilla", files["corpus"], "--reading_params_path", curve[3],
+                   "--writing_params_path", same(curve[3]), "--finetune_corpus_path", files["finetune"], *FAST]),
+    "finetune --writing_params_path is --finetune_corpus_path": lambda files, curve, same: (
+        run.main, ["finetune", "vanilla", files["corpus"], "--writing_params_path", same(files["finetune"]),
+                   "--finetune_corpus_path", files["finetune"], *FAST]),
+    "analyze --json_path is --eval_corpus_path": lambda files, curve, same: READERS["analyze's --eval_corpus_path"](
+        files, files["dev"], same(files["dev"])),
+    "knowledge_curve --figure is --eval_corpus_path": lambda files, curve, same: (
+        knowledge_curve.main, [*curve, "--figure", same(files["dev"])]),
+    "knowledge_curve --records is --pretrain_params_path": lambda files, curve, same: (
+        knowledge_curve.main, [*curve, "--records", same(curve[3])]),
+}
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+@pytest.mark.parametrize("case", OUTPUT_IS_INPUT)
+def test_an_output_that_is_one_of_the_inputs_is_refused(files, tmp_path, capsys, monkeypatch, case, spelling):
+    monkeypatch.chdir(tmp_path)
+    curve = pretrained(files, tmp_path)
+    main, arguments = OUTPUT_IS_INPUT[case](files, curve, SPELLINGS[spelling])
+    before = contents(tmp_path)
+    line = refused_here(capsys, main, *arguments)
+    output, _, input_ = case.partition(" is ")
+    assert output.split()[1] in line and "is the same file as" in line and "destroy that input" in line, line
+    assert input_.removeprefix("the ") in line, line
+    assert contents(tmp_path) == before
