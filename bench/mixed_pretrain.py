@@ -63,9 +63,7 @@ def main():
         corpus = run.dataset_from(run_args.pretrain_corpus_path, "pretraining corpus",
                                   lambda text: CharCorruptionDataset(text, BLOCK_SIZE))
         questions = run.dataset_from(args.mix_corpus_path, "mix corpus", lambda text: NameDataset(corpus, text))
-        dropout = {} if run_args.dropout is None else dict(embd_pdrop=run_args.dropout, resid_pdrop=run_args.dropout,
-                                                           attn_pdrop=run_args.dropout)
-        model = build_model(corpus.vocab_size, BLOCK_SIZE, run_args.variant, run_args, **dropout)
+        model = build_model(corpus.vocab_size, BLOCK_SIZE, run_args.variant, run_args)
         print(f"number of parameters: {sum(p.numel() for p in model.parameters()):,}; mixed with "
               f"{len(questions)} questions of {args.mix_corpus_path}")
         run.train(run_args, model, MixedDataset(corpus, questions), corpus, run.HYPERPARAMETERS["pretrain"], "cpu")

@@ -31,9 +31,7 @@ def training_hyperparameters(args):
 
 def seconds_per_step(args, dataset, vocab_size, batch_size):
     """The mean seconds of a training step of this command's model on its data, measured now."""
-    dropout = {} if args.dropout is None else dict(embd_pdrop=args.dropout, resid_pdrop=args.dropout,
-                                                   attn_pdrop=args.dropout)
-    model = build_model(vocab_size, BLOCK_SIZE, args.variant, args, **dropout)
+    model = build_model(vocab_size, BLOCK_SIZE, args.variant, args)
     trainer = Trainer(model, dataset, None, TrainerConfig(batch_size=batch_size, device=resolve_device(args.device),
                                                           precision=args.precision))
     optimizer = trainer.optimizer()

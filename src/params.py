@@ -35,7 +35,7 @@ def add_size_flags(parser):
 
 
 def build_model(vocab_size, block_size, variant, args, **config):
-    """The GPT of the variant and of the size the flags in args give; config overrides the rest."""
+    """The GPT of the variant, and of the size and dropout the flags in args give; config sets the rest."""
     size = {name: getattr(args, name) for name in SIZE_FLAGS}
     if min(size.values()) < 1 or size["n_embd"] % size["n_head"]:
         raise InputError(f"--n_layer {size['n_layer']} --n_head {size['n_head']} --n_embd {size['n_embd']}: each "
@@ -44,6 +44,9 @@ def build_model(vocab_size, block_size, variant, args, **config):
     if parameters > MOST_PARAMETERS:
         raise InputError(f"--n_layer {size['n_layer']} --n_embd {size['n_embd']}: about {parameters:.1e} parameters, "
                          f"more than the {MOST_PARAMETERS:.0e} any one GPU could train; choose a smaller size")
+    dropout = getattr(args, "dropout", None)  # --dropout: one rate for embeddings, attention and residuals
+    if dropout is not None:
+        config = dict(embd_pdrop=dropout, resid_pdrop=dropout, attn_pdrop=dropout, **config)
     bottleneck_dim = getattr(args, "bottleneck_dim", None)
     if bottleneck_dim is not None:
         if variant != "perceiver":

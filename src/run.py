@@ -182,10 +182,7 @@ def run(args):
     device = distributed.start(resolve_device(args.device))
     pretrain_dataset = dataset_from(args.pretrain_corpus_path, "pretraining corpus",
                                     lambda text: CharCorruptionDataset(text, BLOCK_SIZE))
-    dropout = {} if args.dropout is None else dict(embd_pdrop=args.dropout, resid_pdrop=args.dropout,
-                                                   attn_pdrop=args.dropout)
-    model = build_model(pretrain_dataset.vocab_size, pretrain_dataset.block_size, args.variant, args,
-                        **dropout).to(device)
+    model = build_model(pretrain_dataset.vocab_size, pretrain_dataset.block_size, args.variant, args).to(device)
     print(f"number of parameters: {sum(p.numel() for p in model.parameters()):,}")
 
     if args.function == "pretrain":

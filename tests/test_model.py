@@ -308,3 +308,13 @@ def test_config_synthesizer_true_builds_the_synthesizer():
         assert all(isinstance(block.attn, SynthesizerAttention) for block in model.blocks)
         assert "blocks.1.attn.w2" in model.state_dict()
     assert isinstance(GPT(config("vanilla", n_layer=1)).blocks[0].attn, CausalSelfAttention)
+
+
+def test_the_dropout_flag_sets_every_dropout_of_the_model_and_its_absence_keeps_the_handouts():
+    import argparse
+    from params import build_model
+    size = dict(n_layer=1, n_head=2, n_embd=16, bottleneck_dim=None)
+    rates = lambda model: {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates(build_model(40, 128, "vanilla", argparse.Namespace(**size, dropout=0.25))) == {0.25}
+    assert rates(build_model(40, 128, "vanilla", argparse.Namespace(**size, dropout=None))) == {0.1}
+    assert rates(build_model(40, 128, "vanilla", argparse.Namespace(**size))) == {0.1}
