@@ -15,7 +15,8 @@ Training and evaluation speed of three paths through the same function, on the r
 For pretrain and finetune of each variant (--variants: all four by default), in fp32 and in
 bf16 autocast, it prints ms per step, positions per second (padded: all 127 of each row; real:
 the non-PAD targets), achieved TFLOP/s and its fraction of a measured matrix-product peak in
-the same precision. Then it times whole epochs as run.py trains them (batches made on the
+the same precision; then, from a profile of one more step, how the step's time splits into
+matrix products (and their own TFLOP/s against that peak), random numbers, and the rest. Then it times whole epochs as run.py trains them (batches made on the
 device, losses read every few steps) for the plain path and the grouped one in each
 precision, and decoding of the 500 dev questions.
 """
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -41,7 +43,7 @@ import trainer as trainer_module  # noqa: E402
 from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset  # noqa: E402
 from model import GPT, VARIANTS, GPTConfig  # noqa: E402
 from run import HYPERPARAMETERS, WARMUP_TOKENS, final_tokens  # noqa: E402
-from trainer import Trainer, TrainerConfig, choose_precision, resolve_device  # noqa: E402
+from trainer import Trainer, TrainerConfig, resolve_device  # noqa: E402
 from utils import DECODE_STEPS, greedy_decode, sample, set_seed  # noqa: E402
 
 ORIGINAL_WORKERS = 4  # the original's data loader processes
@@ -174,7 +176,33 @@ def measure_training(variant, function, datasets, path_name, precision, steps, d
             computed += len(rows) * length
             flops += training_flops_per_position(trainer.model, length) * len(rows) * length
     return dict(ms_per_step=1000 * seconds / steps, padded_per_s=padded / seconds, real_per_s=real / seconds,
-                computed=computed / padded, tflops=flops / seconds / 1e12)
+                computed=computed / padded, tflops=flops / seconds / 1e12,
+                **step_breakdown(trainer, optimizer, next(batches), device))
+
+
+MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_scaled_dot_product_flash_attention_for_cpu",
+           "aten::_scaled_dot_product_flash_attention_for_cpu_backward"}
+RANDOM = {"aten::bernoulli_", "aten::random_", "aten::uniform_", "aten::normal_"}
+
+
+def step_breakdown(trainer, optimizer, batch, device):
+    """
+    One step under the profiler: the shares of its operators' own time that go to matrix
+    products (fused attention counted with them) and to drawing random numbers, and the matrix
+    products' TFLOP/s (of the FLOPs the profiler counts: mm, addmm, bmm).
+    """
+    on_gpu = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    with profile(activities=activities, with_flops=True) as profiler:
+        trainer.step(optimizer, *batch)
+        synchronize(device)
+    events = profiler.key_averages()
+    own = (lambda e: e.self_device_time_total) if on_gpu else (lambda e: e.self_cpu_time_total)  # microseconds
+    total = sum(own(e) for e in events)
+    matmul = sum(own(e) for e in events if e.key in MATMULS)
+    matmul_flops = sum(e.flops for e in events if e.key in MATMULS)
+    return dict(matmul_share=matmul / total, random_share=sum(own(e) for e in events if e.key in RANDOM) / total,
+                matmul_tflops=matmul_flops / max(matmul, 1) / 1e6)
 
 
 def one_epoch(function, variant, path_name, precision):
@@ -244,7 +272,8 @@ def main():
     questions = [line.split("\t")[0] for line in (ROOT / "birth_dev.tsv").read_text(encoding="utf-8").splitlines()]
     peaks = {name: matmul_peak(device, dtype) for name, dtype in PRECISIONS.items()}
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
-    default, why = choose_precision("auto", device)
+    auto = trainer_for("vanilla", "pretrain", datasets, "grouped", "auto", device, False)  # auto's choice for the handout
+    default, why = auto.precision, auto.precision_reason
     print(f"device: {name}; torch {torch.__version__}; measured matmul peak fp32 {peaks['fp32']:.3f}, "
           f"bf16 {peaks['bf16']:.3f} TFLOP/s; default precision {default} ({why})")
 
@@ -261,6 +290,10 @@ def main():
                           f"{m['padded_per_s']:7.0f} pos/s padded {m['real_per_s']:7.0f} real  computes "
                           f"{100 * m['computed']:3.0f}% of the padded positions  {m['tflops']:6.3f} TFLOP/s "
                           f"({100 * m['tflops'] / peaks[precision]:3.0f}% of the {precision} peak)", flush=True)
+                    print(f"{'':<29} matrix products {100 * m['matmul_share']:3.0f}% of the step at "
+                          f"{m['matmul_tflops']:6.3f} TFLOP/s ({100 * m['matmul_tflops'] / peaks[precision]:3.0f}% of "
+                          f"the peak), random numbers {100 * m['random_share']:3.0f}%, the rest "
+                          f"{100 * (1 - m['matmul_share'] - m['random_share']):3.0f}%", flush=True)
     print("\nspeed-up per step of grouped over plain / over trimmed:" if results else "")
     for variant, function, precision, _ in list(results)[::len(PATHS)]:
         ms = {p: results[variant, function, precision, p]["ms_per_step"] for p in PATHS}

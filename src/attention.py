@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dropout import dropout
+
 
 class HeadsAttention(nn.Module):
     """
@@ -27,7 +29,8 @@ class HeadsAttention(nn.Module):
     def add_shared_layers(self, config):
         assert config.n_embd % config.n_head == 0
         self.value = nn.Linear(config.n_embd, config.n_embd)
-        # attn_drop is kept as a module for the original's module tree; its rate goes to the fused kernel
+        # attn_drop and resid_drop are kept as modules for the original's module tree; their
+        # rates go to causal_attention and dropout.py
         self.attn_drop = nn.Dropout(config.attn_pdrop)
         self.resid_drop = nn.Dropout(config.resid_pdrop)
         self.proj = nn.Linear(config.n_embd, config.n_embd)
@@ -40,7 +43,7 @@ class HeadsAttention(nn.Module):
     def output(self, q, k, v, scale=None, first_query=None):
         dropout_p = self.attn_drop.p if self.training else 0.0
         y = causal_attention(q, k, v, self.mask, dropout_p, scale, first_query)
-        return self.resid_drop(self.proj(merge_heads(y)))
+        return dropout(self.proj(merge_heads(y)), self.resid_drop.p, self.training)
 
 
 class CausalSelfAttention(HeadsAttention):
@@ -131,13 +134,28 @@ def causal_attention(q, k, v, mask, dropout_p, scale=None, first_query=None):
     positions first_query .. first_query + T - 1, and each sees the keys up to its own position.
     By default they are the last T of the S key positions, so with a cache (T < S) this goes
     on from the cached positions, and without one (T == S) it is plain causal attention.
+
+    On a CPU it runs in fp32 even under bf16 autocast: there bf16's batched products and
+    softmax are slower than fp32's (BENCHMARKS.md), and the weights keep fp32's precision.
+    With dropout the CPU has no fused kernel, so the weights are written out, dropped out by
+    dropout.py; everywhere else PyTorch's fused scaled_dot_product_attention computes it.
     """
     T, S = q.size(-2), k.size(-2)
     first = S - T if first_query is None else first_query
-    if first == 0 and T == S:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
-    visible = mask[0, 0, first:first + T, :S].bool()
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, dropout_p=dropout_p, scale=scale)
+    causal = first == 0 and T == S
+    visible = None if causal else mask[0, 0, first:first + T, :S].bool()
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, dropout_p=dropout_p, is_causal=causal,
+                                              scale=scale)
+    with torch.autocast("cpu", enabled=False):
+        q, k, v = at_least_fp32(q), at_least_fp32(k), at_least_fp32(v)
+        if dropout_p == 0:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, is_causal=causal, scale=scale)
+        if visible is None:
+            visible = mask[0, 0, :T, :S].bool()
+        scores = (q @ k.transpose(-2, -1)) * (q.size(-1) ** -0.5 if scale is None else scale)
+        weights = scores.masked_fill_(~visible, float("-inf")).softmax(dim=-1)  # every row sees a key: no NaN
+        return dropout(weights, dropout_p, True) @ v
 
 
 def rotary_table(block_size, head_size):
@@ -161,9 +179,13 @@ def rotate(x, rope_cache, start=0):
     torch's complex numbers are float32 or float64, so a bf16 x turns in float32; returned in x's dtype.
     """
     table = torch.view_as_complex(rope_cache[start:start + x.size(-2)])
-    wide = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    turned = torch.view_as_complex(wide.unflatten(-1, (-1, 2))) * table
+    turned = torch.view_as_complex(at_least_fp32(x).unflatten(-1, (-1, 2))) * table
     return torch.view_as_real(turned).flatten(-2).to(x.dtype)
+
+
+def at_least_fp32(x):
+    """x, or x in fp32 when its dtype is narrower (bf16, fp16)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
 def causal_mask(block_size):

@@ -23,11 +23,15 @@ from safe_io import InputError, atomic_output
 FORMAT = 2  # 1 (unnumbered) held NumPy's state as an array, which needs weights_only=False
 
 
-def capture(model, optimizer, data_generator, epoch, tokens, metrics, settings):
-    """A copy of the training state at the start of `epoch` (0-based), safe from later steps."""
+def capture(model, optimizer, data_generator, epoch, tokens, metrics, settings, precision):
+    """
+    A copy of the training state at the start of `epoch` (0-based), safe from later steps, with
+    the precision the run trains in (a resumed run goes on in it, whatever auto would choose).
+    """
     return {
         "format": FORMAT,
         "settings": settings,
+        "precision": precision,
         "epoch": epoch,
         "tokens": tokens,
         "model": {name: tensor.detach().clone() for name, tensor in model.state_dict().items()},

@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from attention import CausalCrossAttention, CausalSelfAttention, SynthesizerAttention
+from dropout import dropout
 
 ATTENTION = {  # variant: the attention of its blocks (the perceiver's middle blocks are vanilla)
     "vanilla": CausalSelfAttention,
@@ -69,12 +70,19 @@ def model_variant(config):
 
 
 def feed_forward(config):
+    """The original's MLP as its module tree has it; its forward is feed_forward_pass."""
     return nn.Sequential(
         nn.Linear(config.n_embd, 4 * config.n_embd),
         nn.GELU(),
         nn.Linear(4 * config.n_embd, config.n_embd),
         nn.Dropout(config.resid_pdrop),
     )
+
+
+def feed_forward_pass(mlp, x):
+    """mlp(x), with its last module's rate given to dropout.py's dropout."""
+    linear_in, gelu, linear_out, drop = mlp
+    return dropout(linear_out(gelu(linear_in(x))), drop.p, mlp.training)
 
 
 class Block(nn.Module):
@@ -89,7 +97,7 @@ class Block(nn.Module):
 
     def forward(self, x, layer_cache=None):
         x = x + self.attn(self.ln1(x), layer_cache)
-        return x + self.mlp(self.ln2(x))
+        return x + feed_forward_pass(self.mlp, self.ln2(x))
 
 
 class ProjectionBlock(nn.Module):
@@ -108,7 +116,7 @@ class ProjectionBlock(nn.Module):
 
     def project(self, x_kv, x_q, first_query, layer_cache):
         x = self.attn(self.ln1(x_kv), self.ln1(x_q), first_query, layer_cache)
-        return x + self.mlp(self.ln2(x))
+        return x + feed_forward_pass(self.mlp, self.ln2(x))
 
 
 class DownProjectBlock(ProjectionBlock):
@@ -215,7 +223,7 @@ class GPT(nn.Module):
         x = self.tok_emb(idx)
         if self.pos_emb is not None:
             x = x + self.pos_emb[:, start:start + T]
-        x = self.drop(x)
+        x = dropout(x, self.drop.p, self.training)  # self.drop is kept for the original's module tree
         layers = cache.layers if cache is not None else [None] * self.n_layer
         if self.variant == "perceiver":
             x = self.through_bottleneck(x, start, layers)

@@ -7,13 +7,15 @@ function alone: the project's datasets build each batch with tensor code on the 
 device (dataset.py), and tell the host each row's length; a batch's rows run in groups of
 similar length, each group cut after its last non-PAD target, so the padding that is about
 half of every batch costs nothing (see Trainer.loss); the matrix work runs in bf16 under
-autocast on CUDA (and on a CPU when asked), weights and optimizer state staying in fp32; on
-CUDA AdamW is the fused kernel; the losses stay on the device and are read every
-LOSS_READ_STEPS steps, so that on a GPU the host queues steps without waiting for them;
-torch.compile is there for long runs. Under torchrun it trains data-parallel over the same
-global batches (see distributed.py).
+autocast on CUDA (and on a CPU where a few timed steps find it pays), weights and optimizer
+state staying in fp32; on CUDA AdamW is the fused kernel; the losses stay on the device and
+are read every LOSS_READ_STEPS steps, so that on a GPU the host queues steps without waiting
+for them; torch.compile is there for long runs. Under torchrun it trains data-parallel over
+the same global batches (see distributed.py).
 """
 
+import copy
+import itertools
 import json
 import math
 import signal
@@ -44,6 +46,12 @@ GROUP_COST = {"cpu": 64, "gpu": 128 * 127}
 # the loop reads the losses of this many steps at once, and at each epoch's end: the progress
 # bar, the metrics log and the check for a loss that is not finite lag by as many steps.
 LOSS_READ_STEPS = 20
+# auto trains in bf16 on a CPU when a step of the model runs at least this many times as fast
+# in bf16 as in fp32 there: well clear of the machine's noise, so that reruns choose alike
+BF16_WORTH = 1.3
+BF16_SPEEDUPS = {}  # Trainer.bf16_speedup's measurements in this process
+BF16_PROBE_ROWS = 16  # Trainer.bf16_speedup times steps on this many rows of a batch,
+BF16_PROBE_STEPS = 3   # this many batches, after one more to warm up
 
 
 class TrainerConfig:
@@ -59,7 +67,7 @@ class TrainerConfig:
     ckpt_path = None
     num_workers = 0
     device = "auto"     # auto: CUDA when present, else CPU
-    precision = "auto"  # auto: bf16 autocast on CUDA, fp32 on a CPU; or fp32, bf16
+    precision = "auto"  # auto: bf16 autocast on CUDA, and on a CPU where it measures faster; or fp32, bf16
     compile = False     # torch.compile the model for training: pays on long runs (see BENCHMARKS.md)
     metrics_path = None     # JSON lines, one per step: step, epoch, loss, lr, positions, wall_time
     checkpoint_path = None  # where the resumable state goes (see checkpoint.py)
@@ -87,13 +95,14 @@ def resolve_device(device):
     return device
 
 
-def choose_precision(precision, device):
+def choose_precision(precision, device, bf16_speedup=None):
     """
     (name, why) of the precision training computes in: "fp32", or "bf16" autocast (the matrix
-    work in bf16, weights and optimizer state in fp32). auto takes bf16 on CUDA and fp32 on a
-    CPU: there bf16 autocast ran the CPU recipe's model two to three times slower than fp32 on
-    both AMD machines measured, whose bf16 matrix products are 3 to 4 times faster, and whether
-    it trains like fp32 on a CPU is still open (BENCHMARKS.md); --precision bf16 asks for it.
+    work in bf16, weights and optimizer state in fp32). auto takes bf16 on CUDA. On a CPU it
+    takes bf16 only where it pays for the model trained: bf16_speedup() (Trainer.bf16_speedup)
+    must find a step of it at least BF16_WORTH times as fast. bf16 matrix products are 2 to 5
+    times as fast as fp32's on the AMD CPUs measured and slower on an Intel one, and a small
+    model's bf16 step was slower than its fp32 step even on AMD (BENCHMARKS.md, issue 17).
     """
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
@@ -101,7 +110,12 @@ def choose_precision(precision, device):
         return precision, "as asked"
     if device.startswith("cuda"):
         return "bf16", "auto: CUDA"
-    return "fp32", "auto: a CPU; --precision bf16 to try bf16 autocast"
+    speedup = bf16_speedup() if bf16_speedup is not None else None
+    if speedup is None:
+        return "fp32", "auto: a CPU, bf16 not measured"
+    if speedup >= BF16_WORTH:
+        return "bf16", f"auto: a step of this model ran {speedup:.1f}x as fast in bf16 on this CPU"
+    return "fp32", f"auto: a step of this model ran {speedup:.1f}x as fast in bf16 on this CPU, under {BF16_WORTH}x"
 
 
 def learning_rate_at(tokens, config):
@@ -133,9 +147,14 @@ def length_groups(lengths, group_cost):
     length). The split minimises the positions computed plus group_cost for each group, exactly,
     by dynamic programming over the rows sorted longest first (a group is a run of them).
     """
+    longest_row, n = max(lengths, default=0), len(lengths)
+    # k >= 2 groups cost at least sum(lengths) + 2 group_cost, one group n * longest + group_cost:
+    # where group_cost covers the difference, one group is cheapest and the search is skipped
+    # (on a GPU it would take longer than the step)
+    if n and group_cost >= n * longest_row - sum(lengths):
+        return [(torch.arange(n), longest_row)]
     order = np.argsort(-np.asarray(lengths), kind="stable")
     longest = np.asarray(lengths)[order]  # longest[i]: the length of a group that starts at row i
-    n = len(order)
     best = np.zeros(n + 1)        # best[j]: least cost of grouping the first j rows
     start = np.zeros(n + 1, int)  # where the last group of that grouping starts
     for j in range(1, n + 1):
@@ -158,12 +177,10 @@ class Trainer:
         self.test_dataset = test_dataset
         self.config = config
         self.device = resolve_device(config.device)
-        self.precision, self.precision_reason = choose_precision(config.precision, self.device)
-        self.dtype = torch.bfloat16 if self.precision == "bf16" else None
+        self.rank, self.world_size = distributed.world()
         self.group_cost = GROUP_COST["cpu" if self.device == "cpu" else "gpu"]
         self.tokens = 0  # target positions seen, PAD included: drives the learning rate
         self.model.to(self.device)
-        self.rank, self.world_size = distributed.world()
         # the data's random draws get a generator of their own, so a checkpoint can restore it
         self.data_generator = torch.Generator().manual_seed(int(torch.randint(2 ** 62, ())))
         self.forward = model
@@ -171,6 +188,52 @@ class Trainer:
             self.forward = DistributedDataParallel(model, device_ids=[self.device] if self.device != "cpu" else None)
         if config.compile:
             self.forward = torch.compile(self.forward, dynamic=True)
+        self.set_precision(*choose_precision(config.precision, self.device, self.bf16_speedup))
+
+    def bf16_speedup(self):
+        """
+        How many times as fast training steps run under bf16 autocast as in fp32: steps of a
+        copy of the model (so that the model, its gradients and the step counter stay as they
+        were) on the first BF16_PROBE_ROWS rows of the first batches of an epoch, the random
+        generators put back after. The batches differ in shape, as a run's do: on a CPU bf16's
+        products are compiled for each new shape, which costs a small model more than bf16
+        saves. The optimizer's update, the same in both, counts too. Measured once per process
+        for each model and set of batches; None (not measured) without a dataset, with a
+        compiled model, and under DDP, whose processes must not choose apart.
+        """
+        if self.train_dataset is None or self.config.compile or self.world_size > 1:
+            return None
+        with torch.random.fork_rng(devices=[]):
+            batches = itertools.islice(self.epoch_batches(self.train_dataset, torch.Generator().manual_seed(0)),
+                                       BF16_PROBE_STEPS + 1)
+            batches = [[tensor[:BF16_PROBE_ROWS] for tensor in batch] for batch in batches]
+            if not batches:
+                return None
+            key = (tuple((name, tuple(p.shape)) for name, p in self.model.named_parameters()),
+                   tuple(tuple(batch[2].tolist()) for batch in batches), torch.get_num_threads())
+            if key not in BF16_SPEEDUPS:
+                kept = self.model, self.forward, self.tokens
+                self.model = self.forward = copy.deepcopy(self.model)
+                try:
+                    optimizer = self.optimizer()
+                    BF16_SPEEDUPS[key] = self.seconds_of_steps(optimizer, batches, None) / \
+                        self.seconds_of_steps(optimizer, batches, torch.bfloat16)
+                finally:
+                    self.model, self.forward, self.tokens = kept
+        return BF16_SPEEDUPS[key]
+
+    def seconds_of_steps(self, optimizer, batches, dtype):
+        """Seconds of training steps on batches computing in dtype, the first (a warm-up) untimed unless alone."""
+        self.dtype = dtype
+        self.step(optimizer, *batches[0])
+        started = time.perf_counter()
+        for batch in batches[1:] or batches:
+            self.step(optimizer, *batch)
+        return time.perf_counter() - started
+
+    def set_precision(self, precision, why):
+        self.precision, self.precision_reason = precision, why
+        self.dtype = torch.bfloat16 if precision == "bf16" else None
 
     def epoch_batches(self, dataset, generator):
         """
@@ -257,8 +320,10 @@ class Trainer:
             state = checkpoint.load(config.checkpoint_path)
             checkpoint.restore(state, model, optimizer, self.data_generator, self.settings(), config.checkpoint_path)
             metrics, start_epoch, self.tokens = state["metrics"], state["epoch"], state["tokens"]
+            if config.precision == "auto" and state.get("precision", self.precision) != self.precision:
+                self.set_precision(state["precision"], "auto: the precision of the run resumed")
         saved = checkpoint.capture(model, optimizer, self.data_generator, start_epoch, self.tokens, metrics,
-                                    self.settings())
+                                    self.settings(), self.precision)
         if self.rank == 0:
             print(f"precision: {self.precision} ({self.precision_reason})", flush=True)
         last_write = time.time()
@@ -311,7 +376,7 @@ class Trainer:
                 if self.test_dataset is not None:
                     progress.write(f"epoch {epoch + 1}: test loss {self.test_loss():.5f}")
                 saved = checkpoint.capture(model, optimizer, self.data_generator, epoch + 1, self.tokens, metrics,
-                                            self.settings())
+                                            self.settings(), self.precision)
                 if time.time() - last_write >= config.checkpoint_every and epoch + 1 < config.max_epochs:
                     self.keep(saved, metrics)
                     last_write = time.time()

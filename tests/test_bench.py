@@ -34,3 +34,21 @@ def test_the_plain_paths_attention_gives_the_fused_paths_logits(variant, monkeyp
                       "perceiver": {"plain_vanilla_forward", "plain_cross_forward"}}.get(variant,
                                                                                        {"plain_vanilla_forward"})
     assert torch.allclose(plain, fused, rtol=1e-4, atol=1e-4)
+
+
+def test_a_steps_breakdown_finds_its_matrix_products_and_random_numbers():
+    """The profile splits a real trainer step: products and random numbers are found, and shares add up."""
+    from dataset import BLOCK_SIZE, CharCorruptionDataset
+    from trainer import Trainer, TrainerConfig
+
+    torch.manual_seed(0)
+    text = "\n".join(f"Person {i} was born in Town {i % 7} and wrote books about it." for i in range(40))
+    dataset = CharCorruptionDataset(text, BLOCK_SIZE)
+    model = GPT(GPTConfig(dataset.vocab_size, BLOCK_SIZE, n_layer=2, n_head=4, n_embd=64))
+    trainer = Trainer(model, dataset, None, TrainerConfig(batch_size=16, precision="fp32"))
+    optimizer = trainer.optimizer()
+    batch = next(iter(trainer.epoch_batches(dataset, torch.Generator().manual_seed(0))))
+    shares = bench.step_breakdown(trainer, optimizer, batch, "cpu")
+    assert 0.05 < shares["matmul_share"] < 1 and 0 < shares["random_share"] < 1
+    assert shares["matmul_share"] + shares["random_share"] < 1
+    assert shares["matmul_tflops"] > 0

@@ -48,7 +48,7 @@ def test_a_file_that_would_run_code_is_refused_by_both_loaders_and_runs_nothing(
 
 
 def capture(model, optimizer, data_generator):
-    return checkpoint.capture(model, optimizer, data_generator, 0, 0, [], {"batch_size": 3})
+    return checkpoint.capture(model, optimizer, data_generator, 0, 0, [], {"batch_size": 3}, "fp32")
 
 
 def test_a_checkpoint_of_the_older_format_is_refused(tmp_path):

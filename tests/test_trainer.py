@@ -234,10 +234,58 @@ def test_precision_as_asked_and_auto():
         trainer_module.choose_precision("fp16", "cpu")
 
 
-def test_auto_keeps_fp32_on_every_cpu():
-    # whatever bf16 instructions the CPU has: bf16 autocast ran the CPU recipe's model slower there
-    assert trainer_module.choose_precision("auto", "cpu") == ("fp32", "auto: a CPU; --precision bf16 to try bf16 "
-                                                                        "autocast")
+def test_auto_on_a_cpu_takes_bf16_only_where_a_step_of_the_model_measured_it_worth():
+    choose = trainer_module.choose_precision
+    assert choose("auto", "cpu", lambda: 2.04) == ("bf16", "auto: a step of this model ran 2.0x as fast in bf16 on "
+                                                           "this CPU")
+    assert choose("auto", "cpu", lambda: 1.2) == ("fp32", "auto: a step of this model ran 1.2x as fast in bf16 on "
+                                                          "this CPU, under 1.3x")
+    assert choose("auto", "cpu") == ("fp32", "auto: a CPU, bf16 not measured")
+    assert choose("fp32", "cpu", lambda: pytest.fail("measured although fp32 was asked for")) == ("fp32", "as asked")
+
+
+def test_the_bf16_measurement_leaves_model_and_random_generators_alone_and_is_made_once(monkeypatch):
+    from test_dataset import LONG_DOCS, SHORT_DOCS
+    dataset = CharCorruptionDataset("\n".join(LONG_DOCS + SHORT_DOCS), 32)
+    model = GPT(GPTConfig(dataset.vocab_size, 32, n_layer=1, n_head=2, n_embd=16))  # dropout on: draws random numbers
+    before = {name: p.clone() for name, p in model.state_dict().items()}
+    monkeypatch.setattr(trainer_module, "BF16_SPEEDUPS", {})
+    torch.manual_seed(3)
+    trainer = Trainer(model, dataset, None, TrainerConfig(batch_size=4, device="cpu"))
+    after_the_trainer = torch.get_rng_state()
+    speedup = trainer_module.BF16_SPEEDUPS[next(iter(trainer_module.BF16_SPEEDUPS))]
+    assert speedup > 0 and trainer.precision == ("bf16" if speedup >= trainer_module.BF16_WORTH else "fp32")
+    assert trainer.precision_reason == f"auto: a step of this model ran {speedup:.1f}x as fast in bf16 on this " \
+        f"CPU" + ("" if speedup >= trainer_module.BF16_WORTH else f", under {trainer_module.BF16_WORTH}x")
+    torch.manual_seed(3)
+    torch.randint(2 ** 62, ())  # the trainer's one draw, its data generator's seed: the measurement drew nothing
+    assert torch.equal(after_the_trainer, torch.get_rng_state())
+    assert all(torch.equal(before[name], p) for name, p in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: pytest.fail("measured twice"))
+    assert trainer.bf16_speedup() == speedup
+
+
+def test_a_run_resumed_goes_on_in_the_precision_it_started_in(monkeypatch, tmp_path):
+    """auto chose bf16 for the run; resumed where auto would choose fp32, it still ends as the uninterrupted run."""
+    from test_dataset import LONG_DOCS, SHORT_DOCS
+    dataset = CharCorruptionDataset("\n".join((LONG_DOCS + SHORT_DOCS) * 2), 32)
+
+    def run(speedup, max_epochs, resume):
+        monkeypatch.setattr(Trainer, "bf16_speedup", lambda self: speedup)
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(dataset.vocab_size, 32, n_layer=1, n_head=2, n_embd=16))
+        trainer = Trainer(model, dataset, None, TrainerConfig(
+            max_epochs=max_epochs, batch_size=4, learning_rate=3e-3, device="cpu", checkpoint_every=0,
+            checkpoint_path=tmp_path / "run.checkpoint", resume=resume))
+        trainer.train()
+        return trainer, model.state_dict()
+
+    whole, whole_params = run(2.0, 3, False)  # leaves the state at the start of epoch 3
+    assert whole.precision == "bf16"
+    resumed, resumed_params = run(1.0, 3, True)
+    assert (resumed.precision, resumed.precision_reason) == ("bf16", "auto: the precision of the run resumed")
+    assert all(torch.equal(whole_params[name], tensor) for name, tensor in resumed_params.items())
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
