@@ -7,15 +7,13 @@ function alone: the project's datasets build each batch with tensor code on the 
 device (dataset.py), and tell the host each row's length; a batch's rows run in groups of
 similar length, each group cut after its last non-PAD target, so the padding that is about
 half of every batch costs nothing (see Trainer.loss); the matrix work runs in bf16 under
-autocast on CUDA (and on a CPU where a few timed steps find it pays), weights and optimizer
-state staying in fp32; on CUDA AdamW is the fused kernel; the losses stay on the device and
-are read every LOSS_READ_STEPS steps, so that on a GPU the host queues steps without waiting
-for them; torch.compile is there for long runs. Under torchrun it trains data-parallel over
-the same global batches (see distributed.py).
+autocast on CUDA (and on a CPU where it pays: big steps, fast bf16 products), weights and
+optimizer state staying in fp32; on CUDA AdamW is the fused kernel; the losses stay on the
+device and are read every LOSS_READ_STEPS steps, so that on a GPU the host queues steps
+without waiting for them; torch.compile is there for long runs. Under torchrun it trains
+data-parallel over the same global batches (see distributed.py).
 """
 
-import copy
-import itertools
 import json
 import math
 import signal
@@ -46,12 +44,15 @@ GROUP_COST = {"cpu": 64, "gpu": 128 * 127}
 # the loop reads the losses of this many steps at once, and at each epoch's end: the progress
 # bar, the metrics log and the check for a loss that is not finite lag by as many steps.
 LOSS_READ_STEPS = 20
-# auto trains in bf16 on a CPU when a step of the model runs at least this many times as fast
-# in bf16 as in fp32 there: well clear of the machine's noise, so that reruns choose alike
-BF16_WORTH = 1.3
-BF16_SPEEDUPS = {}  # Trainer.bf16_speedup's measurements in this process
-BF16_PROBE_ROWS = 16  # Trainer.bf16_speedup times steps on this many rows of a batch,
-BF16_PROBE_STEPS = 3   # this many batches, after one more to warm up
+# auto trains in bf16 on a CPU when both hold, so that the same command chooses alike every
+# time (BENCHMARKS.md, issue 17): the step is big, batch rows x n_embd at least half the
+# handout's pretraining (128 x 256), since at the CPU recipe's 8 x 128 a bf16 step ran 1.7
+# times slower and small steps timed alone straddle any threshold; and bf16 matrix products
+# of the MLP's shape run at least BF16_PRODUCT_WORTH times as fast as fp32's (4.4 to 4.6 on a
+# Zen 5, 2.3 to 3.0 on a Zen 4, 0.5 to 0.6 on the Intel machine measured: far from it)
+BF16_MIN_WORK = 128 * 256 // 2
+BF16_PRODUCT_WORTH = 1.5
+BF16_PRODUCT_SPEEDUP = []  # cpu_bf16_product_speedup's measurement, made once per process
 
 
 class TrainerConfig:
@@ -67,7 +68,7 @@ class TrainerConfig:
     ckpt_path = None
     num_workers = 0
     device = "auto"     # auto: CUDA when present, else CPU
-    precision = "auto"  # auto: bf16 autocast on CUDA, and on a CPU where it measures faster; or fp32, bf16
+    precision = "auto"  # auto: bf16 autocast on CUDA, and on a CPU where it pays (choose_precision); or fp32, bf16
     compile = False     # torch.compile the model for training: pays on long runs (see BENCHMARKS.md)
     metrics_path = None     # JSON lines, one per step: step, epoch, loss, lr, positions, wall_time
     checkpoint_path = None  # where the resumable state goes (see checkpoint.py)
@@ -95,14 +96,12 @@ def resolve_device(device):
     return device
 
 
-def choose_precision(precision, device, bf16_speedup=None):
+def choose_precision(precision, device, work=0):
     """
     (name, why) of the precision training computes in: "fp32", or "bf16" autocast (the matrix
-    work in bf16, weights and optimizer state in fp32). auto takes bf16 on CUDA. On a CPU it
-    takes bf16 only where it pays for the model trained: bf16_speedup() (Trainer.bf16_speedup)
-    must find a step of it at least BF16_WORTH times as fast. bf16 matrix products are 2 to 5
-    times as fast as fp32's on the AMD CPUs measured and slower on an Intel one, and a small
-    model's bf16 step was slower than its fp32 step even on AMD (BENCHMARKS.md, issue 17).
+    work in bf16, weights and optimizer state in fp32). auto takes bf16 on CUDA; on a CPU only
+    for a step of work (batch rows x n_embd) of at least BF16_MIN_WORK, on a CPU whose bf16
+    products are fast (see BF16_MIN_WORK).
     """
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
@@ -110,12 +109,31 @@ def choose_precision(precision, device, bf16_speedup=None):
         return precision, "as asked"
     if device.startswith("cuda"):
         return "bf16", "auto: CUDA"
-    speedup = bf16_speedup() if bf16_speedup is not None else None
-    if speedup is None:
-        return "fp32", "auto: a CPU, bf16 not measured"
-    if speedup >= BF16_WORTH:
-        return "bf16", f"auto: a step of this model ran {speedup:.1f}x as fast in bf16 on this CPU"
-    return "fp32", f"auto: a step of this model ran {speedup:.1f}x as fast in bf16 on this CPU, under {BF16_WORTH}x"
+    if work < BF16_MIN_WORK:
+        return "fp32", f"auto: a CPU, and a step too small for bf16 to pay (batch x n_embd {work} < {BF16_MIN_WORK})"
+    speedup = cpu_bf16_product_speedup()
+    if speedup < BF16_PRODUCT_WORTH:
+        return "fp32", f"auto: bf16 matrix products run {speedup:.1f}x as fast as fp32 on this CPU"
+    return "bf16", f"auto: bf16 matrix products run {speedup:.1f}x as fast as fp32 on this CPU, and the step is big"
+
+
+def cpu_bf16_product_speedup():
+    """
+    How many times as fast a (2048 x 256) @ (256 x 1024) product, the MLP's shape, runs in bf16
+    as in fp32 on this CPU: the best of five of each, measured once per process (some 0.1 s).
+    """
+    if not BF16_PRODUCT_SPEEDUP:
+        def seconds(dtype):
+            a, b = torch.ones(2048, 256, dtype=dtype), torch.ones(256, 1024, dtype=dtype)
+            times = []
+            for _ in range(6):
+                started = time.perf_counter()
+                a @ b
+                times.append(time.perf_counter() - started)
+            return min(times[1:])  # the first builds the kernel
+
+        BF16_PRODUCT_SPEEDUP.append(seconds(torch.float32) / seconds(torch.bfloat16))
+    return BF16_PRODUCT_SPEEDUP[0]
 
 
 def learning_rate_at(tokens, config):
@@ -188,48 +206,8 @@ class Trainer:
             self.forward = DistributedDataParallel(model, device_ids=[self.device] if self.device != "cpu" else None)
         if config.compile:
             self.forward = torch.compile(self.forward, dynamic=True)
-        self.set_precision(*choose_precision(config.precision, self.device, self.bf16_speedup))
-
-    def bf16_speedup(self):
-        """
-        How many times as fast training steps run under bf16 autocast as in fp32: steps of a
-        copy of the model (so that the model, its gradients and the step counter stay as they
-        were) on the first BF16_PROBE_ROWS rows of the first batches of an epoch, the random
-        generators put back after. The batches differ in shape, as a run's do: on a CPU bf16's
-        products are compiled for each new shape, which costs a small model more than bf16
-        saves. The optimizer's update, the same in both, counts too. Measured once per process
-        for each model and set of batches; None (not measured) without a dataset, with a
-        compiled model, and under DDP, whose processes must not choose apart.
-        """
-        if self.train_dataset is None or self.config.compile or self.world_size > 1:
-            return None
-        with torch.random.fork_rng(devices=[]):
-            batches = itertools.islice(self.epoch_batches(self.train_dataset, torch.Generator().manual_seed(0)),
-                                       BF16_PROBE_STEPS + 1)
-            batches = [[tensor[:BF16_PROBE_ROWS] for tensor in batch] for batch in batches]
-            if not batches:
-                return None
-            key = (tuple((name, tuple(p.shape)) for name, p in self.model.named_parameters()),
-                   tuple(tuple(batch[2].tolist()) for batch in batches), torch.get_num_threads())
-            if key not in BF16_SPEEDUPS:
-                kept = self.model, self.forward, self.tokens
-                self.model = self.forward = copy.deepcopy(self.model)
-                try:
-                    optimizer = self.optimizer()
-                    BF16_SPEEDUPS[key] = self.seconds_of_steps(optimizer, batches, None) / \
-                        self.seconds_of_steps(optimizer, batches, torch.bfloat16)
-                finally:
-                    self.model, self.forward, self.tokens = kept
-        return BF16_SPEEDUPS[key]
-
-    def seconds_of_steps(self, optimizer, batches, dtype):
-        """Seconds of training steps on batches computing in dtype, the first (a warm-up) untimed unless alone."""
-        self.dtype = dtype
-        self.step(optimizer, *batches[0])
-        started = time.perf_counter()
-        for batch in batches[1:] or batches:
-            self.step(optimizer, *batch)
-        return time.perf_counter() - started
+        work = config.batch_size * model.tok_emb.embedding_dim  # what decides whether bf16 can pay on a CPU
+        self.set_precision(*choose_precision(config.precision, self.device, work))
 
     def set_precision(self, precision, why):
         self.precision, self.precision_reason = precision, why

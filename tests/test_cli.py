@@ -500,8 +500,7 @@ def test_epochs_and_batch_size_set_the_number_of_steps(files, tmp_path, monkeypa
         return step(self, optimizer, x, y, lengths)
 
     monkeypatch.setattr(trainer_module.Trainer, "step", counting_step)
-    # fp32: auto's measurement of bf16 would take steps of its own, on a copy of the model
-    finetune_in_process(files, tmp_path / "p.params", *extra, "--precision", "fp32")
+    finetune_in_process(files, tmp_path / "p.params", *extra)
     assert len(batches) == steps
     assert sum(batches) == len(FINETUNE) * epochs
 

@@ -234,45 +234,42 @@ def test_precision_as_asked_and_auto():
         trainer_module.choose_precision("fp16", "cpu")
 
 
-def test_auto_on_a_cpu_takes_bf16_only_where_a_step_of_the_model_measured_it_worth():
-    choose = trainer_module.choose_precision
-    assert choose("auto", "cpu", lambda: 2.04) == ("bf16", "auto: a step of this model ran 2.0x as fast in bf16 on "
-                                                           "this CPU")
-    assert choose("auto", "cpu", lambda: 1.2) == ("fp32", "auto: a step of this model ran 1.2x as fast in bf16 on "
-                                                          "this CPU, under 1.3x")
-    assert choose("auto", "cpu") == ("fp32", "auto: a CPU, bf16 not measured")
-    assert choose("fp32", "cpu", lambda: pytest.fail("measured although fp32 was asked for")) == ("fp32", "as asked")
+def test_auto_on_a_cpu_takes_bf16_for_big_steps_on_a_cpu_whose_bf16_products_are_fast(monkeypatch):
+    choose, big, small = trainer_module.choose_precision, 128 * 256, 8 * 128
+    monkeypatch.setattr(trainer_module, "cpu_bf16_product_speedup", lambda: 4.44)
+    assert choose("auto", "cpu", big) == ("bf16", "auto: bf16 matrix products run 4.4x as fast as fp32 on this CPU, "
+                                                  "and the step is big")
+    assert choose("auto", "cpu", small) == ("fp32", "auto: a CPU, and a step too small for bf16 to pay (batch x "
+                                                    "n_embd 1024 < 16384)")
+    monkeypatch.setattr(trainer_module, "cpu_bf16_product_speedup", lambda: 0.55)
+    assert choose("auto", "cpu", big) == ("fp32", "auto: bf16 matrix products run 0.6x as fast as fp32 on this CPU")
+    monkeypatch.setattr(trainer_module, "cpu_bf16_product_speedup", lambda: pytest.fail("measured for nothing"))
+    assert choose("auto", "cpu", small)[0] == "fp32" and choose("fp32", "cpu", big) == ("fp32", "as asked")
 
 
-def test_the_bf16_measurement_leaves_model_and_random_generators_alone_and_is_made_once(monkeypatch):
-    from test_dataset import LONG_DOCS, SHORT_DOCS
-    dataset = CharCorruptionDataset("\n".join(LONG_DOCS + SHORT_DOCS), 32)
-    model = GPT(GPTConfig(dataset.vocab_size, 32, n_layer=1, n_head=2, n_embd=16))  # dropout on: draws random numbers
-    before = {name: p.clone() for name, p in model.state_dict().items()}
-    monkeypatch.setattr(trainer_module, "BF16_SPEEDUPS", {})
-    torch.manual_seed(3)
-    trainer = Trainer(model, dataset, None, TrainerConfig(batch_size=4, device="cpu"))
-    after_the_trainer = torch.get_rng_state()
-    speedup = trainer_module.BF16_SPEEDUPS[next(iter(trainer_module.BF16_SPEEDUPS))]
-    assert speedup > 0 and trainer.precision == ("bf16" if speedup >= trainer_module.BF16_WORTH else "fp32")
-    assert trainer.precision_reason == f"auto: a step of this model ran {speedup:.1f}x as fast in bf16 on this " \
-        f"CPU" + ("" if speedup >= trainer_module.BF16_WORTH else f", under {trainer_module.BF16_WORTH}x")
-    torch.manual_seed(3)
-    torch.randint(2 ** 62, ())  # the trainer's one draw, its data generator's seed: the measurement drew nothing
-    assert torch.equal(after_the_trainer, torch.get_rng_state())
-    assert all(torch.equal(before[name], p) for name, p in model.state_dict().items())
-    assert all(p.grad is None for p in model.parameters())
+def test_the_trainer_decides_by_batch_rows_times_n_embd_and_measures_products_once(monkeypatch):
+    measured = []
+    monkeypatch.setattr(trainer_module, "cpu_bf16_product_speedup", lambda: measured.append(1) or 3.0)
+    for batch_size, n_embd, expected in [(128, 256, "bf16"), (64, 256, "bf16"), (63, 256, "fp32"), (8, 128, "fp32"),
+                                         (256, 64, "bf16")]:
+        model = GPT(GPTConfig(20, 16, n_layer=1, n_head=2, n_embd=n_embd))
+        trainer = Trainer(model, None, None, TrainerConfig(batch_size=batch_size, device="cpu"))
+        assert trainer.precision == expected, (batch_size, n_embd)
+    monkeypatch.undo()
+    monkeypatch.setattr(trainer_module, "BF16_PRODUCT_SPEEDUP", [])
+    first = trainer_module.cpu_bf16_product_speedup()
     monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: pytest.fail("measured twice"))
-    assert trainer.bf16_speedup() == speedup
+    assert first > 0 and trainer_module.cpu_bf16_product_speedup() == first
 
 
 def test_a_run_resumed_goes_on_in_the_precision_it_started_in(monkeypatch, tmp_path):
     """auto chose bf16 for the run; resumed where auto would choose fp32, it still ends as the uninterrupted run."""
     from test_dataset import LONG_DOCS, SHORT_DOCS
     dataset = CharCorruptionDataset("\n".join((LONG_DOCS + SHORT_DOCS) * 2), 32)
+    monkeypatch.setattr(trainer_module, "BF16_MIN_WORK", 0)
 
     def run(speedup, max_epochs, resume):
-        monkeypatch.setattr(Trainer, "bf16_speedup", lambda self: speedup)
+        monkeypatch.setattr(trainer_module, "cpu_bf16_product_speedup", lambda: speedup)
         torch.manual_seed(0)
         model = GPT(GPTConfig(dataset.vocab_size, 32, n_layer=1, n_head=2, n_embd=16))
         trainer = Trainer(model, dataset, None, TrainerConfig(
@@ -281,9 +278,9 @@ def test_a_run_resumed_goes_on_in_the_precision_it_started_in(monkeypatch, tmp_p
         trainer.train()
         return trainer, model.state_dict()
 
-    whole, whole_params = run(2.0, 3, False)  # leaves the state at the start of epoch 3
+    whole, whole_params = run(4.0, 3, False)  # leaves the state at the start of epoch 3
     assert whole.precision == "bf16"
-    resumed, resumed_params = run(1.0, 3, True)
+    resumed, resumed_params = run(0.5, 3, True)
     assert (resumed.precision, resumed.precision_reason) == ("bf16", "auto: the precision of the run resumed")
     assert all(torch.equal(whole_params[name], tensor) for name, tensor in resumed_params.items())
 
