@@ -35,9 +35,9 @@ def start(device):
 
 def finish():
     if dist.is_initialized():
-        # every process reaches here before any tears its group down: once in the fresh-clone
-        # tests (once in some 30 runs) a process left while the other's gloo thread still waited on it,
-        # and that one aborted ("terminate called without an active exception")
+        # every process reaches here before any tears its group down: once in some 30 runs of
+        # the tests, a process left while the other's gloo thread still waited on it, and that
+        # one aborted ("terminate called without an active exception")
         dist.barrier()
         dist.destroy_process_group()
 
