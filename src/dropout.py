@@ -2,7 +2,7 @@
 Dropout, the model's one source of randomness in training: each element kept independently
 with probability 1 - p and scaled by 1 / (1 - p), as nn.Dropout does. On a CPU its random
 bits come cheaper than torch's own: nn.Dropout draws each element with bernoulli_, about
-6 ns an element on one core, and about a sixth of a pretraining step goes to it in bf16
+6 ns an element on one core, and about a quarter of a pretraining step went to it in bf16
 (BENCHMARKS.md); one 64-bit draw here gives two elements their 31 bits each, so the chance of
 keeping one is round((1 - p) 2^31) / 2^31, within 2^-32 of 1 - p. Elsewhere it is nn.Dropout's.
 """

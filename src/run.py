@@ -74,7 +74,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=SEEDS, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                        help="auto: bf16 autocast on CUDA, and on a CPU where a few timed steps find it 1.3x as fast")
+                        help="auto: bf16 autocast on CUDA, and on a CPU for big steps where bf16 products are fast")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model for training")
     add_size_flags(parser)
     parser.add_argument("--resume", action="store_true",

@@ -14,6 +14,7 @@ without waiting for them; torch.compile is there for long runs. Under torchrun i
 data-parallel over the same global batches (see distributed.py).
 """
 
+import functools
 import json
 import math
 import signal
@@ -52,7 +53,6 @@ LOSS_READ_STEPS = 20
 # Zen 5, 2.3 to 3.0 on a Zen 4, 0.5 to 0.6 on the Intel machine measured: far from it)
 BF16_MIN_WORK = 128 * 256 // 2
 BF16_PRODUCT_WORTH = 1.5
-BF16_PRODUCT_SPEEDUP = []  # cpu_bf16_product_speedup's measurement, made once per process
 
 
 class TrainerConfig:
@@ -117,23 +117,22 @@ def choose_precision(precision, device, work=0):
     return "bf16", f"auto: bf16 matrix products run {speedup:.1f}x as fast as fp32 on this CPU, and the step is big"
 
 
+@functools.cache
 def cpu_bf16_product_speedup():
     """
     How many times as fast a (2048 x 256) @ (256 x 1024) product, the MLP's shape, runs in bf16
     as in fp32 on this CPU: the best of five of each, measured once per process (some 0.1 s).
     """
-    if not BF16_PRODUCT_SPEEDUP:
-        def seconds(dtype):
-            a, b = torch.ones(2048, 256, dtype=dtype), torch.ones(256, 1024, dtype=dtype)
-            times = []
-            for _ in range(6):
-                started = time.perf_counter()
-                a @ b
-                times.append(time.perf_counter() - started)
-            return min(times[1:])  # the first builds the kernel
+    def seconds(dtype):
+        a, b = torch.ones(2048, 256, dtype=dtype), torch.ones(256, 1024, dtype=dtype)
+        times = []
+        for _ in range(6):
+            started = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - started)
+        return min(times[1:])  # the first builds the kernel
 
-        BF16_PRODUCT_SPEEDUP.append(seconds(torch.float32) / seconds(torch.bfloat16))
-    return BF16_PRODUCT_SPEEDUP[0]
+    return seconds(torch.float32) / seconds(torch.bfloat16)
 
 
 def learning_rate_at(tokens, config):

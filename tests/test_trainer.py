@@ -256,7 +256,7 @@ def test_the_trainer_decides_by_batch_rows_times_n_embd_and_measures_products_on
         trainer = Trainer(model, None, None, TrainerConfig(batch_size=batch_size, device="cpu"))
         assert trainer.precision == expected, (batch_size, n_embd)
     monkeypatch.undo()
-    monkeypatch.setattr(trainer_module, "BF16_PRODUCT_SPEEDUP", [])
+    trainer_module.cpu_bf16_product_speedup.cache_clear()
     first = trainer_module.cpu_bf16_product_speedup()
     monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: pytest.fail("measured twice"))
     assert first > 0 and trainer_module.cpu_bf16_product_speedup() == first
