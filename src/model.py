@@ -2,9 +2,10 @@
 The GPT language model: token and position embeddings, a stack of pre-LayerNorm
 Transformer blocks, and a linear head over the character vocabulary.
 
-The variant picks the pieces, here and nowhere else: `vanilla` and `synthesizer` (2021)
-choose every block's attention; `rope` (2023-24) is vanilla attention turning q and k by
-their positions, with no position embedding; `perceiver` (2022-23) reads the input into
+A variant is one record, a Variant in VARIANTS, and every module reads it there: its
+attention, its structure, its place in the table. `vanilla` and `synthesizer` (2021) choose
+every block's attention; `rope` (2023-24) is vanilla attention turning q and k by their
+positions, with no position embedding; `perceiver` (2022-23) reads the input into
 bottleneck_dim learned queries (down_block), runs the middle blocks at that length, and
 reads the result back out at every input position (up_block).
 
@@ -13,7 +14,9 @@ move between the two in both directions.
 """
 
 import copy
+from dataclasses import dataclass
 from functools import partial
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -22,22 +25,41 @@ import torch.nn.functional as F
 from attention import CausalCrossAttention, CausalSelfAttention, SynthesizerAttention
 from dropout import dropout
 
-ATTENTION = {  # variant: the attention of its blocks (the perceiver's middle blocks are vanilla)
-    "vanilla": CausalSelfAttention,
-    "synthesizer": SynthesizerAttention,
-    "rope": partial(CausalSelfAttention, rotary=True),
-    "perceiver": CausalSelfAttention,
-}
-VARIANTS = list(ATTENTION)
-# How code written for those years' solutions asks for their variant: a config attribute set to True
-VARIANT_FLAGS = ("synthesizer", "rope", "perceiver")
+
+@dataclass(frozen=True)
+class Variant:
+    """What makes a variant: everything else (params files, the command line, the table) follows from it."""
+    name: str
+    year: str                # the assignment's year that asks for it
+    summary: str             # what it is, in a few words, for --help
+    attention: Callable      # config -> the attention of its blocks (the perceiver's middle blocks)
+    reference: tuple         # dev accuracy in percent after pretraining and finetuning:
+                             # (the assignment's answer, the public runs) (SPEC.md)
+    position_embedding: bool = True  # False: the attention gives positions (RoPE)
+    bottleneck: bool = False         # the perceiver's down block, middle blocks, up block
+    context_cut: int = 0             # one forward pass takes block_size - context_cut positions
+
+
+VARIANTS = {variant.name: variant for variant in [
+    Variant("vanilla", "2021", "causal self-attention", CausalSelfAttention,
+            ("30 (>= 10 expected)", "23.0")),
+    # w2 has a column for each of the block_size - 1 positions training shows it (inputs are
+    # the first 127 characters of a 128-character example)
+    Variant("synthesizer", "2021", "scores from each position alone", SynthesizerAttention,
+            ("9.8 (>= 5 on test required)", "14.4"), context_cut=1),
+    Variant("rope", "2023-24", "rotary position embeddings", partial(CausalSelfAttention, rotary=True),
+            ("not given (2023-24)", "30-40 (2023-24; vanilla 23-28 there)"), position_embedding=False),
+    Variant("perceiver", "2022-23", "a bottleneck of learned queries", CausalSelfAttention,
+            (">= 6 asked (2022-23)", "6-19 (2022-23)"), bottleneck=True),
+]}
+DEFAULT_VARIANT = "vanilla"
 
 
 class GPTConfig:
     """
     The model's shape and dropout; the defaults are the assignment's, any keyword overrides one.
-    The variant is `variant`, or the one whose flag is set to True (`synthesizer`, `rope`,
-    `perceiver`), which is how code written for those years' solutions asks for it.
+    The variant is `variant`, or the one whose flag is set to True (`config.synthesizer = True`,
+    or rope, perceiver), which is how code written for those years' solutions asks for it.
     bottleneck_dim is the perceiver's number of learned queries.
     """
     n_layer = 4
@@ -46,10 +68,7 @@ class GPTConfig:
     embd_pdrop = 0.1
     resid_pdrop = 0.1
     attn_pdrop = 0.1
-    variant = "vanilla"
-    synthesizer = False
-    rope = False
-    perceiver = False
+    variant = DEFAULT_VARIANT
     bottleneck_dim = 64
 
     def __init__(self, vocab_size, block_size, **kwargs):
@@ -57,16 +76,16 @@ class GPTConfig:
         self.block_size = block_size
         for key, value in kwargs.items():
             setattr(self, key, value)
-        if self.variant not in ATTENTION:
-            raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {list(VARIANTS)}")
 
 
 def model_variant(config):
-    """The variant a config asks for, read when the model is built (after any attribute is set)."""
-    flagged = [name for name in VARIANT_FLAGS if getattr(config, name, False)]
+    """The Variant a config asks for, read when the model is built (after any attribute is set)."""
+    flagged = [name for name in VARIANTS if name != DEFAULT_VARIANT and getattr(config, name, False)]
     if len(flagged) > 1:
         raise ValueError(f"the config asks for {' and '.join(flagged)} at once; set one of them")
-    return flagged[0] if flagged else getattr(config, "variant", "vanilla")
+    return VARIANTS[flagged[0] if flagged else getattr(config, "variant", DEFAULT_VARIANT)]
 
 
 def feed_forward(config):
@@ -163,16 +182,19 @@ class GPT(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.variant = model_variant(config)
+        variant = model_variant(config)
+        self.variant = variant.name
         self.block_size = config.block_size
+        self.context_size = config.block_size - variant.context_cut
+        self.bottleneck = variant.bottleneck
         self.n_layer = config.n_layer
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
-        if self.variant == "rope":
-            self.pos_emb = None  # RoPE gives q and k their positions instead
-        else:
+        if variant.position_embedding:
             self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
+        else:
+            self.pos_emb = None
         self.drop = nn.Dropout(config.embd_pdrop)
-        if self.variant == "perceiver":
+        if variant.bottleneck:
             if config.n_layer < 2 or not 1 <= config.bottleneck_dim <= config.block_size:
                 raise ValueError(f"the perceiver needs n_layer >= 2 (its first and last blocks project down and "
                                  f"up) and 1 <= bottleneck_dim <= block_size {config.block_size}; got n_layer "
@@ -181,10 +203,10 @@ class GPT(nn.Module):
             self.down_block = DownProjectBlock(config)
             bottleneck = copy.copy(config)  # the middle blocks' masks are bottleneck_dim long
             bottleneck.block_size = config.bottleneck_dim
-            self.blocks = nn.Sequential(*[Block(bottleneck, ATTENTION["perceiver"]) for _ in range(config.n_layer - 2)])
+            self.blocks = nn.Sequential(*[Block(bottleneck, variant.attention) for _ in range(config.n_layer - 2)])
             self.up_block = UpProjectBlock(config)
         else:
-            self.blocks = nn.Sequential(*[Block(config, ATTENTION[self.variant]) for _ in range(config.n_layer)])
+            self.blocks = nn.Sequential(*[Block(config, variant.attention) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.apply(self._init_weights)
@@ -204,12 +226,8 @@ class GPT(nn.Module):
         return self.block_size
 
     def get_context_size(self):
-        """
-        The most positions one forward pass can take: the block, but one fewer for the
-        synthesizer, whose w2 has a column for each of the block_size - 1 positions that
-        training shows it (inputs are the first 127 characters of a 128-character example).
-        """
-        return self.block_size - 1 if self.variant == "synthesizer" else self.block_size
+        """The most positions one forward pass can take: the block, less the variant's context_cut."""
+        return self.context_size
 
     def forward(self, idx, targets=None, cache=None):
         """
@@ -225,7 +243,7 @@ class GPT(nn.Module):
             x = x + self.pos_emb[:, start:start + T]
         x = dropout(x, self.drop.p, self.training)  # self.drop is kept for the original's module tree
         layers = cache.layers if cache is not None else [None] * self.n_layer
-        if self.variant == "perceiver":
+        if self.bottleneck:
             x = self.through_bottleneck(x, start, layers)
         else:
             for block, layer_cache in zip(self.blocks, layers):

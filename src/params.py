@@ -5,7 +5,9 @@ command that reads or writes them (run.py, analyze.py) builds its model here, fr
 flags they share.
 """
 
+import functools
 import pickle
+import re
 
 import torch
 
@@ -19,9 +21,8 @@ SNAPSHOT_SUFFIX = ".epoch"  # a snapshot of P.params after 10 epochs is P.params
 
 
 def add_variant_argument(parser):
-    parser.add_argument("variant", choices=VARIANTS,
-                        help="the model: vanilla or synthesizer attention (2021), rope (2023-24: rotary position "
-                             "embeddings), perceiver (2022-23: a bottleneck of learned queries)")
+    parser.add_argument("variant", choices=list(VARIANTS),
+                        help="the model: " + ", ".join(f"{v.name} ({v.year}: {v.summary})" for v in VARIANTS.values()))
 
 
 def add_size_flags(parser):
@@ -49,9 +50,10 @@ def build_model(vocab_size, block_size, variant, args, **config):
         config = dict(embd_pdrop=dropout, resid_pdrop=dropout, attn_pdrop=dropout, **config)
     bottleneck_dim = getattr(args, "bottleneck_dim", None)
     if bottleneck_dim is not None:
-        if variant != "perceiver":
-            raise InputError(f"--bottleneck_dim {bottleneck_dim} is the perceiver's; {variant} has no bottleneck: "
-                             f"leave the flag out, or run perceiver")
+        if not VARIANTS[variant].bottleneck:
+            with_one = " or ".join(v.name for v in VARIANTS.values() if v.bottleneck)
+            raise InputError(f"--bottleneck_dim {bottleneck_dim} is the {with_one}'s; {variant} has no bottleneck: "
+                             f"leave the flag out, or run {with_one}")
         config["bottleneck_dim"] = bottleneck_dim
     try:
         return GPT(GPTConfig(vocab_size, block_size, variant=variant, **size, **config))
@@ -81,32 +83,47 @@ def load_params(model, path, device):
                          f"nothing in it was run): read params that a pretrain or finetune wrote") from None
     except Exception as error:
         raise InputError(f"{path} is not a params file ({type(error).__name__} while loading it)") from None
-    found = params_variant(state_dict) if isinstance(state_dict, dict) else None
-    if found is None:
-        raise InputError(f"{path} is not a params file of this model (no attention weights in it)")
-    if found != model.variant:
-        raise InputError(f"{path} holds {found} params, but the command asks for {model.variant}: "
-                         f"run with {found}, or read a {model.variant} params file")
+    found = params_variants(state_dict) if isinstance(state_dict, dict) else []
+    if not found:
+        raise InputError(f"{path} is not a params file of this model (its names are no variant's)")
+    if model.variant not in found:
+        raise InputError(f"{path} holds {' or '.join(found)} params, but the command asks for {model.variant}: "
+                         f"run with {found[0]}, or read a {model.variant} params file")
     if not fits(state_dict, model.state_dict()):
         layers, width = size_of(state_dict)
-        bottleneck = f" --bottleneck_dim {state_dict['down_block.C'].shape[1]}" if found == "perceiver" else ""
+        bottleneck = f" --bottleneck_dim {state_dict['down_block.C'].shape[1]}" if "down_block.C" in state_dict else ""
         raise InputError(f"{path} holds a model of {shape_of(state_dict)}, but this command builds one of "
                          f"{shape_of(model.state_dict())}: run with --n_layer {layers} --n_embd {width}{bottleneck} "
                          f"(and the --n_head it was trained with), or read params made with this size and this corpus")
     model.load_state_dict(state_dict, strict=True)
 
 
-def params_variant(state_dict):
-    """Which variant a params file was trained with, from the names its variant alone has."""
-    if "down_block.C" in state_dict:
-        return "perceiver"
-    if any(name.endswith("attn.rope_cache") for name in state_dict):
-        return "rope"
-    if any(name.endswith("attn.w1.weight") for name in state_dict):
-        return "synthesizer"
-    if any(name.endswith("attn.query.weight") for name in state_dict):
-        return "vanilla"
-    return None
+def params_variants(state_dict):
+    """The variants whose params have the names this state_dict has (in VARIANTS' order; [] if none)."""
+    return variants_by_names(tuple(VARIANTS.values())).get(name_pattern(state_dict), [])
+
+
+def name_pattern(state_dict):
+    """A state_dict's names with the block numbers taken out: what its variant decides, not its size."""
+    return frozenset(re.sub(r"^blocks\.\d+\.", "blocks.N.", name) for name in state_dict)
+
+
+@functools.cache
+def variants_by_names(variants):
+    """
+    {name pattern: [variant names]}, read off a small model of each variant built on the meta device
+    (no memory, and no draw from the random generator that training uses), at 2 and 3 layers:
+    a 2-layer perceiver has no middle blocks.
+    """
+    patterns = {}
+    for name in (variant.name for variant in variants):
+        for n_layer in (2, 3):
+            with torch.device("meta"):
+                model = GPT(GPTConfig(4, 8, variant=name, n_layer=n_layer, n_head=2, n_embd=8, bottleneck_dim=4))
+            found = patterns.setdefault(name_pattern(model.state_dict()), [])
+            if name not in found:
+                found.append(name)
+    return patterns
 
 
 def fits(state_dict, expected):

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 import run
 from attention import CausalCrossAttention, CausalSelfAttention, rotate
-from model import GPT, GPTConfig
-from params import load_params
+from model import GPT, VARIANTS, GPTConfig, Variant
+from params import load_params, params_variants
 from safe_io import InputError
 
 MASK = "\u2047"
@@ -353,3 +353,39 @@ def test_bottleneck_dim_is_refused_for_a_variant_without_a_bottleneck(tmp_path, 
         run.main(["pretrain", "rope", str(corpus), "--writing_params_path", str(tmp_path / "p"),
                   "--bottleneck_dim", "16", "--device", "cpu"])
     assert "--bottleneck_dim 16 is the perceiver's; rope has no bottleneck" in capsys.readouterr().err
+
+
+class GatedAttention(CausalSelfAttention):
+    """A throwaway fifth variant's attention: vanilla's, its output scaled by one learned gate."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.gate = torch.nn.Parameter(torch.full((1,), 0.5))
+
+    def forward(self, x, layer_cache=None):
+        return self.gate * super().forward(x, layer_cache)
+
+
+def test_a_fifth_variant_needs_nothing_but_its_record(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(VARIANTS, "gated", Variant("gated", "2026", "a gated output", GatedAttention, ("-", "-")))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Ada Lovelace. Where was Ada Lovelace born? In London.\nAlan Turing. Born in Maida Vale.",
+                      encoding="utf-8")
+    train = tmp_path / "train.tsv"
+    train.write_text("Where was Ada Lovelace born?\tLondon\n", encoding="utf-8")
+    small = ["--n_layer", "2", "--n_head", "2", "--n_embd", "16", "--device", "cpu", "--max_epochs", "1"]
+    pretrained, finetuned = tmp_path / "p.params", tmp_path / "f.params"
+    run.main(["pretrain", "gated", str(corpus), "--writing_params_path", str(pretrained), *small])
+    state = torch.load(pretrained, weights_only=True)
+    assert {"blocks.0.attn.gate", "blocks.1.attn.gate", "blocks.0.attn.query.weight"} <= set(state)
+    assert params_variants(state) == ["gated"]
+    run.main(["finetune", "gated", str(corpus), "--reading_params_path", str(pretrained),
+              "--writing_params_path", str(finetuned), "--finetune_corpus_path", str(train), *small])
+    model = GPT(GPTConfig(state["tok_emb.weight"].shape[0], 128, variant="gated", n_layer=2, n_head=2, n_embd=16))
+    assert isinstance(model.blocks[1].attn, GatedAttention)
+    load_params(model, str(pretrained), "cpu")
+    assert all(torch.equal(tensor, state[name]) for name, tensor in model.state_dict().items())
+    with pytest.raises(SystemExit):  # vanilla params are not the gated variant's, nor the other way round
+        run.main(["finetune", "vanilla", str(corpus), "--reading_params_path", str(pretrained),
+                  "--writing_params_path", str(tmp_path / "v.params"), "--finetune_corpus_path", str(train), *small])
+    assert "holds gated params, but the command asks for vanilla" in capsys.readouterr().err
