@@ -6,8 +6,8 @@ rotary position embeddings when asked (the 2023-24 version's RoPE); SynthesizerA
 replaces the query-key dot products with scores computed from each position alone (handout
 equation 5); CausalCrossAttention takes its queries from one sequence and its keys and
 values from another (the 2022-23 version's perceiver). All run through PyTorch's fused
-scaled_dot_product_attention, and all can decode with a cache of past positions
-(`layer_cache`, a dict that the model keeps per layer).
+scaled_dot_product_attention (written out instead with config.fused_attention False), and all
+can decode with a cache of past positions (`layer_cache`, a dict that the model keeps per layer).
 """
 
 import torch
@@ -23,7 +23,8 @@ class HeadsAttention(nn.Module):
     become the layer's output (concatenated, projected by A, dropped out). Subclasses make
     their score layers first and then call add_shared_layers, so that modules are registered
     (and printed) in the original's order, and initialised from the seed in its order too.
-    Only n_embd, n_head, block_size, attn_pdrop and resid_pdrop are read from the config.
+    Only n_embd, n_head, block_size, attn_pdrop, resid_pdrop and fused_attention are read from
+    the config.
     """
 
     def add_shared_layers(self, config):
@@ -36,13 +37,14 @@ class HeadsAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd)
         self.register_buffer("mask", causal_mask(config.block_size))
         self.n_head = config.n_head
+        self.fused = getattr(config, "fused_attention", True)
 
     def values(self, x, layer_cache):
         return cached(layer_cache, "v", split_heads(self.value(x), self.n_head))
 
     def output(self, q, k, v, scale=None, first_query=None):
         dropout_p = self.attn_drop.p if self.training else 0.0
-        y = causal_attention(q, k, v, self.mask, dropout_p, scale, first_query)
+        y = causal_attention(q, k, v, self.mask, dropout_p, scale, first_query, self.fused)
         return dropout(self.proj(merge_heads(y)), self.resid_drop.p, self.training)
 
 
@@ -128,34 +130,40 @@ class SynthesizerAttention(HeadsAttention):
         return self.output(q, k, v, scale=1.0)
 
 
-def causal_attention(q, k, v, mask, dropout_p, scale=None, first_query=None):
+def causal_attention(q, k, v, mask, dropout_p, scale=None, first_query=None, fused=True):
     """
     softmax(q k^T * scale, causally masked) v with dropout on the weights: the T queries are
     positions first_query .. first_query + T - 1, and each sees the keys up to its own position.
     By default they are the last T of the S key positions, so with a cache (T < S) this goes
     on from the cached positions, and without one (T == S) it is plain causal attention.
 
-    On a CPU it runs in fp32 even under bf16 autocast: there bf16's batched products and
-    softmax are slower than fp32's (BENCHMARKS.md), and the weights keep fp32's precision.
-    With dropout the CPU has no fused kernel, so the weights are written out, dropped out by
-    dropout.py; everywhere else PyTorch's fused scaled_dot_product_attention computes it.
+    PyTorch's fused scaled_dot_product_attention computes it, except where it is written out
+    (scores materialised, masked, softmaxed, dropped out by dropout.py, times the values): when
+    fused is False (the original's way of computing, for benchmarks), and on a CPU with dropout,
+    where no fused kernel has it. On a CPU it runs in fp32 even under bf16 autocast: there
+    bf16's batched products and softmax are slower than fp32's (BENCHMARKS.md), and the weights
+    keep fp32's precision.
     """
     T, S = q.size(-2), k.size(-2)
     first = S - T if first_query is None else first_query
     causal = first == 0 and T == S
-    visible = None if causal else mask[0, 0, first:first + T, :S].bool()
     if q.device.type != "cpu":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, dropout_p=dropout_p, is_causal=causal,
-                                              scale=scale)
+        return attend(q, k, v, mask, first, causal, dropout_p, scale, fused)
     with torch.autocast("cpu", enabled=False):
         q, k, v = at_least_fp32(q), at_least_fp32(k), at_least_fp32(v)
-        if dropout_p == 0:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, is_causal=causal, scale=scale)
-        if visible is None:
-            visible = mask[0, 0, :T, :S].bool()
-        scores = (q @ k.transpose(-2, -1)) * (q.size(-1) ** -0.5 if scale is None else scale)
-        weights = scores.masked_fill_(~visible, float("-inf")).softmax(dim=-1)  # every row sees a key: no NaN
-        return dropout(weights, dropout_p, True) @ v
+        return attend(q, k, v, mask, first, causal, dropout_p, scale, fused and dropout_p == 0)
+
+
+def attend(q, k, v, mask, first, causal, dropout_p, scale, fused):
+    """causal_attention's arithmetic, fused or written out."""
+    T, S = q.size(-2), k.size(-2)
+    visible = mask[0, 0, first:first + T, :S].bool()
+    if fused:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=None if causal else visible, dropout_p=dropout_p,
+                                              is_causal=causal, scale=scale)
+    scores = (q @ k.transpose(-2, -1)) * (q.size(-1) ** -0.5 if scale is None else scale)
+    weights = scores.masked_fill_(~visible, float("-inf")).softmax(dim=-1)  # every row sees a key: no NaN
+    return dropout(weights, dropout_p, True) @ v
 
 
 def rotary_table(block_size, head_size):

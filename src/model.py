@@ -70,6 +70,7 @@ class GPTConfig:
     attn_pdrop = 0.1
     variant = DEFAULT_VARIANT
     bottleneck_dim = 64
+    fused_attention = True  # False: attention written out, the original's way of computing (bench.py's plain path)
 
     def __init__(self, vocab_size, block_size, **kwargs):
         self.vocab_size = vocab_size

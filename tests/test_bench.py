@@ -1,4 +1,4 @@
-"""bench/bench.py's plain path (attention written out, the original's way) computes what src/ computes."""
+"""bench/bench.py's plain path (attention written out, the original's way) computes what src/ computes; its step breakdown."""
 
 import sys
 
@@ -13,27 +13,30 @@ import bench  # noqa: E402
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_the_plain_paths_attention_gives_the_fused_paths_logits(variant, monkeypatch):
-    called = set()
-    for name in ["plain_vanilla_forward", "plain_synthesizer_forward", "plain_cross_forward"]:
-        def recording(*args, plain=getattr(bench, name), name=name, **kwargs):
-            called.add(name)
-            return plain(*args, **kwargs)
-        monkeypatch.setattr(bench, name, recording)
+def test_attention_written_out_gives_the_fused_attentions_logits_and_gradients(variant, monkeypatch):
+    fused_calls = []
+    fused_kernel = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *args, **kwargs: fused_calls.append(1) or fused_kernel(*args, **kwargs))
     torch.manual_seed(0)
-    model = GPT(GPTConfig(40, 32, variant=variant, n_layer=3, n_head=4, n_embd=32, bottleneck_dim=8)).eval()
+    size = dict(n_layer=3, n_head=4, n_embd=32, bottleneck_dim=8, embd_pdrop=0, resid_pdrop=0, attn_pdrop=0)
+    fused = GPT(GPTConfig(40, 32, variant=variant, **size))
+    plain = GPT(GPTConfig(40, 32, variant=variant, fused_attention=False, **size))
     with torch.no_grad():
-        for p in model.parameters():
+        for p in fused.parameters():
             p.normal_(0, 0.3)  # scores of a realistic spread
-        idx = torch.randint(0, 40, (3, 31))
-        fused, _ = model(idx)
-        assert not called
-        with bench.path("plain"):
-            plain, _ = model(idx)
-    assert called == {"synthesizer": {"plain_synthesizer_forward"},
-                      "perceiver": {"plain_vanilla_forward", "plain_cross_forward"}}.get(variant,
-                                                                                       {"plain_vanilla_forward"})
-    assert torch.allclose(plain, fused, rtol=1e-4, atol=1e-4)
+    plain.load_state_dict(fused.state_dict())
+    idx, targets = torch.randint(0, 40, (3, 31)), torch.randint(0, 40, (3, 31))
+    fused_logits, fused_loss = fused(idx, targets)
+    fused_loss.backward()
+    assert fused_calls
+    fused_calls.clear()
+    plain_logits, plain_loss = plain(idx, targets)
+    plain_loss.backward()
+    assert not fused_calls
+    assert torch.allclose(plain_logits, fused_logits, rtol=1e-4, atol=1e-4)
+    for (name, p), q in zip(plain.named_parameters(), fused.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-6), name
 
 
 def test_a_steps_breakdown_finds_its_matrix_products_and_random_numbers():
