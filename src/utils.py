@@ -7,6 +7,7 @@ predicted birth places against a TSV file.
 new character per step through a cache of past keys and values.
 """
 
+import os
 import random
 from collections import defaultdict
 
@@ -22,6 +23,12 @@ SEEDS = in_range(int, 0, 2**32 - 1, high_open=False)  # the type of a --seed fla
 
 
 def set_seed(seed):
+    """Seed every generator, and put MKL in its reproducible mode: without it, which kernel a
+    matrix product takes can depend on where its operands lie in memory, so two runs of one
+    command differed in the last bits on Intel CPUs (BENCHMARKS.md). Set before the first
+    product, MKL_CBWR=AUTO keeps the fastest code path and fixes the order of the sums; a
+    value the user set wins."""
+    os.environ.setdefault("MKL_CBWR", "AUTO")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

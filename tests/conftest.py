@@ -4,11 +4,15 @@ marker: a test marked with it runs only where PyTorch sees a CUDA GPU, and is sk
 elsewhere (on the CPU and in CI). `python -m pytest -m cuda tests` runs those alone.
 """
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+# as utils.set_seed does for a command: tests that train in this process get MKL's reproducible mode
+os.environ.setdefault("MKL_CBWR", "AUTO")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))

@@ -237,10 +237,19 @@ def test_training_writes_a_metrics_log_beside_the_params(files, tmp_path):
     assert not (tmp_path / "out.params.checkpoint").exists()  # removed once the params are written
 
 
-# MKL's reproducible mode: without it, which kernel variant a matrix product takes can depend
-# on where the allocator put its operands, and two runs of the same command then differ in the
-# last bits after a step or two (Adam makes that visible). Bit-exact comparisons need it.
-REPRODUCIBLE = {**os.environ, "MKL_CBWR": "COMPATIBLE"}
+# The user's environment without MKL_CBWR: run.py must put MKL in its reproducible mode itself
+# (utils.set_seed), since without it two runs of one command differed in the last bits on Intel CPUs.
+REPRODUCIBLE = {name: value for name, value in os.environ.items() if name != "MKL_CBWR"}
+
+
+def test_every_matrix_product_of_a_run_is_in_mkl_reproducible_mode(files, tmp_path):
+    result = subprocess.run(pretrain_command(tmp_path, files, "--max_epochs", "1"), cwd=tmp_path,
+                            env={**REPRODUCIBLE, "MKL_VERBOSE": "1"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    calls = [line for line in result.stdout.splitlines() if line.startswith("MKL_VERBOSE") and "GEMM" in line]
+    if not calls:
+        pytest.skip("this PyTorch build makes no MKL matrix products here")
+    assert all(" CNR:AUTO " in line for line in calls), next(c for c in calls if " CNR:AUTO " not in c)
 
 
 def pretrain_command(tmp_path, files, *extra):
