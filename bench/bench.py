@@ -42,6 +42,7 @@ import run  # noqa: E402
 import trainer as trainer_module  # noqa: E402
 from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset  # noqa: E402
 from model import GPT, VARIANTS, GPTConfig  # noqa: E402
+from params import metrics_path  # noqa: E402
 from run import HYPERPARAMETERS, WARMUP_TOKENS, final_tokens  # noqa: E402
 from trainer import Trainer, TrainerConfig, resolve_device  # noqa: E402
 from utils import DECODE_STEPS, greedy_decode, sample, set_seed  # noqa: E402
@@ -211,7 +212,7 @@ def one_epoch(function, variant, path_name, precision):
         finetune = ["--finetune_corpus_path", str(ROOT / "birth_places_train.tsv")] if function == "finetune" else []
         run.main([function, variant, str(ROOT / "wiki.txt"), "--writing_params_path", str(params), "--max_epochs", "1",
                   "--precision", precision, *finetune])
-        last = Path(f"{params}.metrics.jsonl").read_text().splitlines()[-1]
+        last = Path(metrics_path(params)).read_text().splitlines()[-1]
     print(f"epoch seconds: {json.loads(last)['wall_time']}")
 
 

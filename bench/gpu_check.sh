@@ -68,9 +68,11 @@ stage cuda_tests "$python" -m pytest -q -m cuda tests &&
 finished=$?
 
 "$python" - >"$out_dir/gpu_summary.txt" <<'EOF'
-import glob, json, torch
+import glob, json, sys, torch
+sys.path.insert(0, "src")
+from params import metrics_path
 print(f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}")
-for log in sorted(glob.glob("*.pretrain.params.metrics.jsonl") + glob.glob("runs/*/*.pretrain.params.metrics.jsonl")):
+for log in sorted(glob.glob(metrics_path("*.pretrain.params")) + glob.glob(metrics_path("runs/*/*.pretrain.params"))):
     records = [json.loads(line) for line in open(log)]
     if not records:
         continue

@@ -27,7 +27,7 @@ from analyze import parse_questions, pretrained_recall  # noqa: E402
 from dataset import BLOCK_SIZE, CharCorruptionDataset  # noqa: E402
 from knowledge_curve import last_epoch_loss  # noqa: E402
 from model import VARIANTS  # noqa: E402
-from params import build_model, load_params  # noqa: E402
+from params import build_model, load_params, metrics_path  # noqa: E402
 
 
 def dev_recall(params_path, variant, size):
@@ -76,14 +76,14 @@ def sweep_point(args):
                     "--cosine_epochs", str(args.pretrain_epochs)]
         _, seconds = run(pretrain, args.threads)
         record.update(pretrain_minutes=seconds / 60,
-                      pretrain_loss=last_epoch_loss(folder / "pretrain.params.metrics.jsonl"))
+                      pretrain_loss=last_epoch_loss(metrics_path(folder / "pretrain.params")))
         record["recall_probed"], record["recall_completed"] = dev_recall(
             folder / "pretrain.params", args.variant, {k: record[k] for k in ("n_layer", "n_head", "n_embd")})
         record["commands"].append(pretrain)
         finetune += ["--reading_params_path", str(folder / "pretrain.params")]
     _, seconds = run(finetune, args.threads)
     record.update(finetune_minutes=seconds / 60,
-                  finetune_loss=last_epoch_loss(folder / "finetune.params.metrics.jsonl"))
+                  finetune_loss=last_epoch_loss(metrics_path(folder / "finetune.params")))
     evaluate = ["evaluate", *common[:-2], "--reading_params_path", str(folder / "finetune.params"),
                 "--eval_corpus_path", "birth_dev.tsv", "--outputs_path", str(folder / "dev.predictions")]
     output, seconds = run(evaluate, args.threads)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import analyze
 from dataset import BLOCK_SIZE, CharCorruptionDataset
-from params import SNAPSHOT_SUFFIX, add_size_flags, add_variant_argument, build_model, load_params
+from params import SNAPSHOT_SUFFIX, add_size_flags, add_variant_argument, build_model, load_params, metrics_path
 from plot import PlotError, read_metrics
 from safe_io import ArgumentParser, InputError, atomic_output, check_outputs, exit_on_input_error, read_text
 from utils import SEEDS, evaluate_places
@@ -49,8 +49,8 @@ def epoch_summary(metrics, epoch):
     return sum(r["loss"] for r in steps) / len(steps), steps[-1]["wall_time"] / 3600
 
 
-def last_epoch_loss(metrics_path):
-    metrics = read_metrics(metrics_path)
+def last_epoch_loss(log_path):
+    metrics = read_metrics(log_path)
     return epoch_summary(metrics, metrics[-1]["epoch"])[0] if metrics else None
 
 
@@ -103,7 +103,7 @@ def measure(args, epoch, params_path, metrics, folder, model, corpus, wiki_docum
     return {"params": str(params_path), "stamp": stamp(params_path), "epoch": epoch,
             "pretrain_hours": hours, "pretrain_loss": loss,
             "recall_finetuning_people": recall["finetuning"], "recall_dev_people": recall["evaluation"],
-            "finetune_loss": last_epoch_loss(f"{finetuned}.metrics.jsonl"), "finetune_seconds": finetune_seconds,
+            "finetune_loss": last_epoch_loss(metrics_path(finetuned)), "finetune_seconds": finetune_seconds,
             "dev_accuracy": dev_accuracy(predictions, args.eval_corpus_path), "commands": [finetune, evaluate]}
 
 
@@ -185,7 +185,7 @@ def curve(args):
         return
     inputs = [("the pretraining corpus", args.pretrain_corpus_path),
               ("--pretrain_params_path", args.pretrain_params_path),
-              ("the pretraining's metrics log", f"{args.pretrain_params_path}.metrics.jsonl"),
+              ("the pretraining's metrics log", metrics_path(args.pretrain_params_path)),
               ("--finetune_corpus_path", args.finetune_corpus_path), ("--eval_corpus_path", args.eval_corpus_path),
               ("--nopretrain_predictions", args.nopretrain_predictions)]
     check_outputs([("--records", records_path)], inputs)  # read and rewritten: no other input may be it
@@ -212,7 +212,7 @@ def curve(args):
         raise InputError(f"no snapshots of {args.pretrain_params_path} and no final params: run run.py pretrain "
                          f"with --snapshot_epochs, and this command as its snapshots appear")
     try:
-        metrics = read_metrics(f"{args.pretrain_params_path}.metrics.jsonl")
+        metrics = read_metrics(metrics_path(args.pretrain_params_path))
     except PlotError as error:
         raise InputError(str(error)) from None
     records = read_records(records_path)

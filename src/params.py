@@ -71,6 +71,16 @@ def snapshot_path(params_path, epoch):
     return f"{params_path}{SNAPSHOT_SUFFIX}{epoch}"
 
 
+def metrics_path(params_path):
+    """Where a training run writing params_path logs each step (loss, learning rate): what plot.py draws."""
+    return f"{params_path}.metrics.jsonl"
+
+
+def checkpoint_path(params_path):
+    """Where a training run writing params_path keeps its state to resume from, until the params are written."""
+    return f"{params_path}.checkpoint"
+
+
 def load_params(model, path, device):
     try:
         state_dict = torch.load(path, map_location=device, weights_only=True)

@@ -22,7 +22,8 @@ import torch
 
 import distributed
 from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset, decode
-from params import add_size_flags, add_variant_argument, build_model, load_params, save_params, snapshot_path
+from params import (add_size_flags, add_variant_argument, build_model, checkpoint_path, load_params, metrics_path,
+                    save_params, snapshot_path)
 from safe_io import (ArgumentParser, InputError, atomic_output, check_outputs, check_writable, exit_on_input_error,
                      in_range, read_text)
 from trainer import StopSignals, Trainer, TrainerConfig, TrainingStopped, resolve_device
@@ -48,7 +49,8 @@ def final_tokens(pretrain_dataset, train_dataset=None, cosine_epochs=None):
     return round(cosine_epochs * len(train_dataset) * BLOCK_SIZE)
 
 
-def parse_args(argv=None):
+def argument_parser():
+    """run.py's command line; handout.py reads the files of its steps' commands with it too."""
     parser = ArgumentParser(description="Pretrain, finetune or evaluate a character-level GPT.")
     parser.add_argument("function", choices=["pretrain", "finetune", "evaluate"], help="what to do")
     add_variant_argument(parser)
@@ -85,6 +87,11 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint_every", type=in_range(float, 0, math.inf, high_open=False), default=120,
                         help="seconds between checkpoints, written at the end of an epoch (default 120; inf: "
                              "only when stopped)")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = argument_parser()
     args = parser.parse_args(argv)
     required = {
         "pretrain": ["writing_params_path"],
@@ -110,8 +117,8 @@ def train(args, model, dataset, pretrain_dataset, hyperparameters, device):
     config = TrainerConfig(**{**hyperparameters, **overrides}, lr_decay=True, warmup_tokens=WARMUP_TOKENS,
                            final_tokens=final_tokens(pretrain_dataset, dataset, args.cosine_epochs),
                            device=device, precision=args.precision, compile=args.compile,
-                           metrics_path=f"{args.writing_params_path}.metrics.jsonl",
-                           checkpoint_path=f"{args.writing_params_path}.checkpoint",
+                           metrics_path=metrics_path(args.writing_params_path),
+                           checkpoint_path=checkpoint_path(args.writing_params_path),
                            checkpoint_every=args.checkpoint_every, resume=args.resume,
                            snapshots={n: snapshot_path(args.writing_params_path, n) for n in args.snapshot_epochs})
     # A stop in the loop keeps the checkpoint (trainer.py); one after it waits until the params are

@@ -10,6 +10,8 @@ import pytest
 
 import expected_time
 import handout
+import handout_ledger
+import handout_step
 
 WIKI = "\n".join(f"Person {i}. Where was Person {i} born? In Town {i % 7}; he wrote {i} books." for i in range(30))
 QUESTIONS = "\n".join(f"Where was Person {i} born?\tTown {i % 7}" for i in range(20)) + "\n"
@@ -91,11 +93,11 @@ def test_only_the_steps_still_to_run_are_estimated(tmp_path, monkeypatch):
     assert len(pending) == 12 and pending[3][:2] == ["src/run.py", "pretrain"]
 
     def made(arguments, check=True):  # every step done, its outputs written
-        for path in handout.step_files(arguments)[1]:
+        for path in handout_step.step_files(arguments)[1]:
             Path(path).write_text("made", encoding="utf-8")
         return "", 1.0, 0
 
-    monkeypatch.setattr(handout, "run_step", made)
+    monkeypatch.setattr(handout_ledger, "run_step", made)
     handout.run_sequence(0, Path("."), handout.CPU_RECIPE, "auto")
     assert list(handout.pending_commands(0, Path("."), handout.CPU_RECIPE, "auto")) == []
     # a lost output: its step runs again, and the steps that read it may (what it makes is not known yet)

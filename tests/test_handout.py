@@ -17,6 +17,10 @@ from pathlib import Path
 import pytest
 
 import handout
+import handout_ledger
+import handout_reference
+import handout_report
+import handout_step
 from conftest import ROOT, real_data_path
 
 
@@ -35,7 +39,7 @@ def test_the_steps_are_the_handouts_commands_in_order():
                                                                 "synthesizer.pretrain"] for split in ["dev", "test"]}
     assert HANDOUT_ROWS == ["vanilla, no pretraining", "vanilla, pretrain + finetune",
                             "synthesizer, pretrain + finetune", "London baseline"]
-    assert set(HANDOUT_ROWS) < set(handout.REFERENCE)
+    assert set(HANDOUT_ROWS) < set(handout_reference.reference_rows())
 
 
 def test_variants_add_their_steps_in_the_order_given():
@@ -51,7 +55,7 @@ def test_variants_add_their_steps_in_the_order_given():
     assert [row for row, _, _ in steps if row] == [
         "vanilla, no pretraining", "rope, pretrain + finetune", "vanilla, pretrain + finetune",
         "perceiver, pretrain + finetune", "London baseline"]
-    header, rows = handout.accuracy_table([{row: 1.0 for row, _, _ in steps if row}])
+    header, rows = handout_report.accuracy_table([{row: 1.0 for row, _, _ in steps if row}])
     assert [row[0] for row in rows] == ["London baseline", "vanilla, no pretraining", "vanilla, pretrain + finetune",
                                         "rope, pretrain + finetune", "perceiver, pretrain + finetune"]
     assert rows[3][3] == "30-40 (2023-24; vanilla 23-28 there)"
@@ -68,22 +72,22 @@ def test_further_seeds_keep_their_outputs_in_their_own_folder():
 
 
 def test_accuracy_is_read_from_the_printed_line():
-    assert handout.accuracy("data has 5 characters\nCorrect: 49.0 out of 500.0: 9.8%\n") == 9.8
-    assert handout.accuracy("Predictions written to x; no targets provided\n") is None
+    assert handout_step.accuracy("data has 5 characters\nCorrect: 49.0 out of 500.0: 9.8%\n") == 9.8
+    assert handout_step.accuracy("Predictions written to x; no targets provided\n") is None
 
 
 def test_accuracies_over_seeds_are_mean_and_sample_standard_deviation():
-    assert handout.summary([5.0]) == "5.0"
-    assert handout.summary([1.0, 2.0, 3.0]) == "2.0 ± 1.0"
-    assert handout.summary([None]) == "?"
-    header, rows = handout.accuracy_table([{name: 10.0 for name in HANDOUT_ROWS},
+    assert handout_report.summary([5.0]) == "5.0"
+    assert handout_report.summary([1.0, 2.0, 3.0]) == "2.0 ± 1.0"
+    assert handout_report.summary([None]) == "?"
+    header, rows = handout_report.accuracy_table([{name: 10.0 for name in HANDOUT_ROWS},
                                            {name: 20.0 for name in HANDOUT_ROWS}])
     assert rows[0] == ("London baseline", "15.0 ± 7.1", "5.0", "5.0")
-    assert handout.markdown_table(("a", "b"), [("1", "2")]) == "| a | b |\n| --- | --- |\n| 1 | 2 |"
+    assert handout_report.markdown_table(("a", "b"), [("1", "2")]) == "| a | b |\n| --- | --- |\n| 1 | 2 |"
 
 
 def test_the_text_table_lines_up():
-    text = handout.text_table(("run", "x"), [("London baseline", "5.0"), ("v", "10.0")])
+    text = handout_report.text_table(("run", "x"), [("London baseline", "5.0"), ("v", "10.0")])
     lines = text.splitlines()
     assert lines[0] == "run              x"
     assert lines[2] == "London baseline  5.0"
@@ -97,7 +101,7 @@ def recorded_sequence(monkeypatch, seed, recipe, folder):
         return "Correct: 10.0 out of 500.0: 2.0%\n", 1.5, 0
 
     monkeypatch.chdir(folder)
-    monkeypatch.setattr(handout, "run_step", run_step)
+    monkeypatch.setattr(handout_ledger, "run_step", run_step)
     results, seconds, _ = handout.run_sequence(seed, Path("."), recipe, "auto")
     return commands, results, seconds
 
@@ -131,8 +135,9 @@ def test_the_2023_24_schedule_ends_the_full_runs_cosine_with_its_650_epochs():
     assert [command for command in commands if "--cosine_epochs" in command] == [
         ["src/run.py", "pretrain", "rope", "wiki.txt", "--writing_params_path", "rope.pretrain.params",
          "--cosine_epochs", "650"]]
-    assert handout.describe(recipe) == ("the handout's full run (650 pretraining epochs per variant, the handout's "
-                                        "model and flags and the 2023-24 schedule (pretrain `--cosine_epochs 650`))")
+    assert handout_report.describe(recipe) == ("the handout's full run (650 pretraining epochs per variant, the "
+                                               "handout's model and flags and the 2023-24 schedule (pretrain "
+                                               "`--cosine_epochs 650`))")
     with pytest.raises(ValueError, match="--schedule 2023-24 is for the full run"):
         handout.choose_recipe("cpu", "2023-24", has_gpu=True)
     # what the flag does in run.py: final_tokens = 650 x len(pretraining corpus) x block_size
@@ -143,12 +148,12 @@ def test_the_2023_24_schedule_ends_the_full_runs_cosine_with_its_650_epochs():
 
 
 def test_the_recipe_is_described_by_its_flags():
-    assert handout.describe({}).startswith("the handout's full run")
-    assert handout.describe({"model": ["--n_layer", "2"], "pretrain": ["--max_epochs", "7"]}) == (
+    assert handout_report.describe({}).startswith("the handout's full run")
+    assert handout_report.describe({"model": ["--n_layer", "2"], "pretrain": ["--max_epochs", "7"]}) == (
         "the CPU recipe, the handout's commands with these flags added: every command `--n_layer 2`; "
         "pretrain `--max_epochs 7`")
     for flags in handout.CPU_RECIPE.values():
-        assert " ".join(flags) in handout.describe(handout.CPU_RECIPE)
+        assert " ".join(flags) in handout_report.describe(handout.CPU_RECIPE)
 
 
 def test_run_py_accepts_every_command_of_the_cpu_recipe():
@@ -173,13 +178,37 @@ def test_run_py_accepts_every_command_of_the_cpu_recipe():
     assert sum(p.numel() for p in model.parameters()) == 2 * per_layer + embeddings_and_head
 
 
+def test_a_training_steps_files_are_the_ones_run_py_writes(tmp_path, monkeypatch):
+    """The params, metrics log and checkpoint handout.py expects of a pretraining, against a real one."""
+    import run
+
+    monkeypatch.chdir(tmp_path)
+    Path("wiki.txt").write_text("Ada Lovelace. Born in London.\nAlan Turing. Born in Maida Vale.", encoding="utf-8")
+    _, arguments, training = handout.handout_steps(["vanilla"])[3]
+    command = handout.step_command(arguments, training, Path("."), TINY_RECIPE, 0, "cpu")
+    inputs, outputs = handout_step.step_files(command)
+    checkpoint = handout_step.step_checkpoint(command)
+    assert inputs == ["wiki.txt"] and checkpoint is not None
+    files_as_params_are_saved = []
+    save_params = run.save_params
+
+    def save_and_look(model, path):  # the checkpoint is still there: run.py removes it once the params are written
+        save_params(model, path)
+        files_as_params_are_saved.extend(file.name for file in Path(".").iterdir())
+
+    monkeypatch.setattr(run, "save_params", save_and_look)
+    run.main(command[1:])
+    assert sorted(files_as_params_are_saved) == sorted([*inputs, *outputs, str(checkpoint)])
+    assert sorted(path.name for path in Path(".").iterdir()) == sorted([*inputs, *outputs])
+
+
 def test_results_md_names_the_recipe_that_ran(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    header, rows = handout.accuracy_table([{name: 1.0 for name in HANDOUT_ROWS}])
+    header, rows = handout_report.accuracy_table([{name: 1.0 for name in HANDOUT_ROWS}])
     for recipe, opening in [(handout.CPU_RECIPE, "**The CPU recipe, the handout's commands with these flags added: "
                                                  "every command `--n_layer 2 --n_head 8 --n_embd 128`;"),
                             ({}, "The handout's full run (650 pretraining epochs per variant")]:
-        handout.write_results(header, rows, [0], recipe, 22.1, "a CPU", [], "vanilla", "report")
+        handout_report.write_results(header, rows, [0], recipe, 22.1, "a CPU", [], "vanilla", "report")
         assert Path("RESULTS.md").read_text(encoding="utf-8").split("\n")[4].startswith(opening)
 
 
@@ -211,8 +240,8 @@ def fake_step(commands, stop=None):
         if stop is not None:
             stop(arguments)
         command = [a for a in arguments if a != "--resume"]
-        inputs, outputs = handout.step_files(command)
-        made = " ".join(command + [str(handout.sha256(path)) for path in inputs])
+        inputs, outputs = handout_step.step_files(command)
+        made = " ".join(command + [str(handout_ledger.sha256(path)) for path in inputs])
         for path in outputs:
             Path(path).write_text(made, encoding="utf-8")
         return "Correct: 10.0 out of 500.0: 2.0%\n" if "birth_dev.tsv" in command else "", 1.5, 0
@@ -223,7 +252,7 @@ def fake_step(commands, stop=None):
 def sequence(monkeypatch, recipe=RECIPE, stop=None):
     """The commands run_sequence runs in the working folder now, and what it returns."""
     commands = []
-    monkeypatch.setattr(handout, "run_step", fake_step(commands, stop))
+    monkeypatch.setattr(handout_ledger, "run_step", fake_step(commands, stop))
     return commands, handout.run_sequence(0, Path("."), recipe, "auto")
 
 
@@ -239,7 +268,7 @@ def which_steps(commands):
 
 
 def ledger():
-    return json.loads(Path(handout.LEDGER_NAME).read_text(encoding="utf-8"))
+    return json.loads(Path(handout_ledger.LEDGER_NAME).read_text(encoding="utf-8"))
 
 
 def stop_vanilla_pretraining(keep_checkpoint):
@@ -248,7 +277,7 @@ def stop_vanilla_pretraining(keep_checkpoint):
         if " ".join(command).startswith(PRETRAIN):
             if keep_checkpoint:
                 Path("vanilla.pretrain.params.checkpoint").write_text("state", encoding="utf-8")
-            raise handout.StepStopped(signal.SIGTERM, 143, "number of parameters: 1\n", 2.0)
+            raise handout_step.StepStopped(signal.SIGTERM, 143, "number of parameters: 1\n", 2.0)
 
     return stop
 
@@ -291,7 +320,7 @@ def test_a_damaged_or_deleted_output_redoes_only_its_step(workspace, monkeypatch
 
 
 def test_a_stopped_training_step_resumes_from_its_checkpoint(workspace, monkeypatch):
-    with pytest.raises(handout.StepStopped):
+    with pytest.raises(handout_step.StepStopped):
         sequence(monkeypatch, stop=stop_vanilla_pretraining(keep_checkpoint=True))
     record = ledger()[PRETRAIN]
     assert record["finished"] is False and record["seconds"] == 2.0 and record["stdout"] == "number of parameters: 1\n"
@@ -308,7 +337,7 @@ def test_a_stopped_training_step_resumes_from_its_checkpoint(workspace, monkeypa
 @pytest.mark.parametrize("change", ["flags changed", "checkpoint lost"])
 def test_a_stopped_training_step_starts_afresh_when_its_checkpoint_is_not_for_this_command(workspace, monkeypatch,
                                                                                           change):
-    with pytest.raises(handout.StepStopped):
+    with pytest.raises(handout_step.StepStopped):
         sequence(monkeypatch, stop=stop_vanilla_pretraining(keep_checkpoint=change == "flags changed"))
     checkpoints_seen = []
 
@@ -331,11 +360,11 @@ def test_a_step_stopped_as_it_exits_is_done_if_it_trains(workspace, monkeypatch,
     def run_step(arguments, check=True):
         output, seconds, status = make_outputs(arguments, check)
         if " ".join(arguments).startswith(stopped):
-            raise handout.StepStopped(signal.SIGTERM, -signal.SIGTERM, "", seconds)
+            raise handout_step.StepStopped(signal.SIGTERM, -signal.SIGTERM, "", seconds)
         return output, seconds, status
 
-    monkeypatch.setattr(handout, "run_step", run_step)
-    with pytest.raises(handout.StepStopped):
+    monkeypatch.setattr(handout_ledger, "run_step", run_step)
+    with pytest.raises(handout_step.StepStopped):
         handout.run_sequence(0, Path("."), RECIPE, "auto")
     assert ledger()[stopped]["finished"] is finished
     commands, _ = sequence(monkeypatch)
@@ -346,9 +375,9 @@ def test_a_step_stopped_as_it_exits_is_done_if_it_trains(workspace, monkeypatch,
 def test_a_failed_step_stops_handout_py_and_is_recorded_unfinished(workspace, monkeypatch):
     def stop(command):
         if command[0] == "london_baseline.py":
-            raise handout.StepStopped(0, 2, "", 0.5)
+            raise handout_step.StepStopped(0, 2, "", 0.5)
 
-    monkeypatch.setattr(handout, "run_step", fake_step([], stop))
+    monkeypatch.setattr(handout_ledger, "run_step", fake_step([], stop))
     monkeypatch.setattr(handout, "CPU_RECIPE", RECIPE)
     with pytest.raises(SystemExit) as stopped:
         handout.main(["--length", "cpu"])
@@ -360,28 +389,28 @@ def test_a_failed_step_stops_handout_py_and_is_recorded_unfinished(workspace, mo
 
 
 def test_a_damaged_ledger_is_reported_not_overwritten(workspace, monkeypatch):
-    Path(handout.LEDGER_NAME).write_text('{"src/run.py": {"command": ', encoding="utf-8")
+    Path(handout_ledger.LEDGER_NAME).write_text('{"src/run.py": {"command": ', encoding="utf-8")
     with pytest.raises(handout.InputError, match=r"^handout.steps.json is not a ledger of handout.py's steps "
                                                  r"\(Expecting value: line 1 column 28 \(char 27\)\); delete it"):
         sequence(monkeypatch)
-    assert Path(handout.LEDGER_NAME).read_text(encoding="utf-8") == '{"src/run.py": {"command": '
+    assert Path(handout_ledger.LEDGER_NAME).read_text(encoding="utf-8") == '{"src/run.py": {"command": '
 
 
 def test_run_step_reports_a_failure_and_passes_sigterm_on_to_the_step():
-    with pytest.raises(handout.StepStopped) as failed:
-        handout.run_step(["-c", "import sys; print('half done'); sys.exit(3)"])
+    with pytest.raises(handout_step.StepStopped) as failed:
+        handout_step.run_step(["-c", "import sys; print('half done'); sys.exit(3)"])
     assert (failed.value.signum, failed.value.returncode, failed.value.output) == (0, 3, "half done\n")
-    assert handout.run_step(["-c", "import sys; sys.exit(3)"], check=False)[2] == 3
+    assert handout_step.run_step(["-c", "import sys; sys.exit(3)"], check=False)[2] == 3
     # SIGTERM to handout.py alone (here: this process) reaches the step, which ends by it at once,
     # and the steps after it do not start
-    with handout.stop_signals:
-        with pytest.raises(handout.StepStopped) as stopped:
-            handout.run_step(["-c", "import os, signal, time; print('started', flush=True); "
+    with handout_step.stop_signals:
+        with pytest.raises(handout_step.StepStopped) as stopped:
+            handout_step.run_step(["-c", "import os, signal, time; print('started', flush=True); "
                                     "os.kill(os.getppid(), signal.SIGTERM); time.sleep(60)"])
         assert (stopped.value.signum, stopped.value.returncode, stopped.value.output) == (
             signal.SIGTERM, -signal.SIGTERM, "started\n")
-        with pytest.raises(handout.StepStopped) as not_started:
-            handout.run_step(["-c", "raise SystemExit('this step should not start')"])
+        with pytest.raises(handout_step.StepStopped) as not_started:
+            handout_step.run_step(["-c", "raise SystemExit('this step should not start')"])
         assert (not_started.value.signum, not_started.value.returncode) == (signal.SIGTERM, None)
 
 
@@ -443,7 +472,7 @@ def test_a_run_stopped_for_real_goes_on_where_it_stopped(tmp_path):
         "\nhandout.py: stopped by SIGTERM. The steps that finished are recorded in handout.steps.json, and a "
         "stopped training step keeps its checkpoint: run `python handout.py --length cpu` again to skip the first "
         "and resume the second.\n")
-    records = json.loads((work / handout.LEDGER_NAME).read_text(encoding="utf-8"))
+    records = json.loads((work / handout_ledger.LEDGER_NAME).read_text(encoding="utf-8"))
     assert [records[key]["finished"] for key in records] == [True, True, True, False]
     assert checkpoint.exists()
 
@@ -476,29 +505,30 @@ def test_the_code_hash_follows_src_and_the_london_baseline_and_nothing_else(tmp_
     (tmp_path / "src" / "model.py").write_text("width = 128\n", encoding="utf-8")
     (tmp_path / "london_baseline.py").write_text("print('London')\n", encoding="utf-8")
     (tmp_path / "README.md").write_text("# notes\n", encoding="utf-8")
-    first = handout.code_hash(tmp_path)
+    first = handout_ledger.code_hash(tmp_path)
     (tmp_path / "README.md").write_text("# notes, edited\n", encoding="utf-8")
     (tmp_path / "handout.py").write_text("# the sequence\n", encoding="utf-8")
-    assert handout.code_hash(tmp_path) == first
+    (tmp_path / "src" / "handout_report.py").write_text("# the table\n", encoding="utf-8")  # handout.py's own
+    assert handout_ledger.code_hash(tmp_path) == first
     hashes = {first}
     for path, text in [("src/model.py", "width = 256\n"), ("src/new.py", ""), ("london_baseline.py", "print(1)\n")]:
         (tmp_path / path).write_text(text, encoding="utf-8")
-        hashes.add(handout.code_hash(tmp_path))
+        hashes.add(handout_ledger.code_hash(tmp_path))
     assert len(hashes) == 4
 
 
 def test_steps_made_by_other_code_are_kept_marked_and_redone_only_when_asked(workspace, monkeypatch):
-    monkeypatch.setattr(handout, "CODE", "yesterday")
+    monkeypatch.setattr(handout_ledger, "CODE", "yesterday")
     first, _ = sequence(monkeypatch)
-    monkeypatch.setattr(handout, "CODE", "today")
+    monkeypatch.setattr(handout_ledger, "CODE", "today")
     again, (results, _, _) = sequence(monkeypatch)
     assert again == [] and results == {name: 2.0 for name in HANDOUT_ROWS}  # kept: nothing runs by itself
-    assert handout.made_by_other_code(ledger(), handout.HANDOUT_VARIANTS) == set(handout_commands(range(12)))
-    header, rows = handout.accuracy_table([results], {"vanilla, no pretraining"})
+    assert handout_ledger.made_by_other_code(ledger(), handout.handout_steps()) == set(handout_commands(range(12)))
+    header, rows = handout_report.accuracy_table([results], {"vanilla, no pretraining"})
     assert [row[1] for row in rows] == ["2.0", "2.0 *", "2.0", "2.0"]
-    handout.forget_other_code(Path("."), handout.HANDOUT_VARIANTS)
+    handout_ledger.forget_other_code(Path("."), handout.handout_steps())
     redone, _ = sequence(monkeypatch)
-    assert redone == first and handout.made_by_other_code(ledger(), handout.HANDOUT_VARIANTS) == set()
+    assert redone == first and handout_ledger.made_by_other_code(ledger(), handout.handout_steps()) == set()
 
 
 def test_a_step_of_other_code_marks_the_steps_that_read_its_outputs(workspace, monkeypatch):
@@ -507,5 +537,5 @@ def test_a_step_of_other_code_marks_the_steps_that_read_its_outputs(workspace, m
     key = handout_commands([3])[0]  # the vanilla pretraining
     assert key.startswith(PRETRAIN)
     del records[key]["code"]  # as a record from before the ledger kept the code
-    Path(handout.LEDGER_NAME).write_text(json.dumps(records), encoding="utf-8")
-    assert handout.made_by_other_code(ledger(), handout.HANDOUT_VARIANTS) == set(handout_commands(range(3, 7)))
+    Path(handout_ledger.LEDGER_NAME).write_text(json.dumps(records), encoding="utf-8")
+    assert handout_ledger.made_by_other_code(ledger(), handout.handout_steps()) == set(handout_commands(range(3, 7)))

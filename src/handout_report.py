@@ -1,0 +1,145 @@
+"""
+What handout.py reports once the steps have run: the table of dev accuracies beside the
+reference figures (printed, and in RESULTS.md with the training curves and the analysis of the
+best pretrained run).
+"""
+
+import shlex
+import statistics
+import time
+from pathlib import Path
+
+from handout_reference import PRETRAINED_ROW, reference_rows
+from handout_step import run_arguments, run_step
+from params import metrics_path
+
+RESULTS_FOLDER = Path("results")
+
+
+def describe(recipe):
+    """A recipe in words: the full run (and its schedule), or the CPU recipe's flags."""
+    if "model" not in recipe:  # the handout's model: the full run, perhaps with another year's schedule
+        schedule = f" and the 2023-24 schedule (pretrain `{' '.join(recipe['pretrain'])}`)" if recipe else ""
+        return f"the handout's full run (650 pretraining epochs per variant, the handout's model and flags{schedule})"
+    return "the CPU recipe, the handout's commands with these flags added: " + "; ".join(
+        f"{'every command' if kind == 'model' else kind} `{' '.join(flags)}`" for kind, flags in recipe.items())
+
+
+def summary(values):
+    """'mean ± std' over seeds (sample standard deviation), or the one value."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "?"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+OTHER_CODE_NOTE = ("* made, in part, by other code than src/ holds now (the steps' ledgers, handout.steps.json, "
+                   "record which): the same command with --redo_other_code runs those steps again")
+
+
+def accuracy_table(results_by_seed, other_code_rows=()):
+    """The rows of the runs made (the variants asked for), in the reference's order; * marks other code's."""
+    header = ("run", "this run", "the assignment's answer", "public runs (2021 unless said)")
+    reference = reference_rows()
+    rows = [(name, summary([results[name] for results in results_by_seed]) + (" *" if name in other_code_rows else ""),
+             *reference[name])
+            for name in reference if name in results_by_seed[0]]
+    return header, rows
+
+
+def text_table(header, rows):
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(r, widths)).rstrip()
+                     for r in [header, ["-" * w for w in widths], *rows])
+
+
+def markdown_table(header, rows):
+    return "\n".join("| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *rows])
+
+
+def make_figures(steps):
+    """
+    Training curves from the metrics logs of the training steps, the pretrainings apart from
+    the finetunings; returns the figure paths written, if matplotlib is there.
+    """
+    logs = {"pretrain": [], "finetune": []}
+    for _, arguments, training in steps:
+        if training is not None:
+            params_path = run_arguments(arguments).writing_params_path
+            logs["pretrain" if training == "pretrain" else "finetune"].append(metrics_path(params_path))
+    figures = []
+    for prefix, paths in logs.items():
+        output, _, status = run_step(["src/plot.py", *paths, "--out_dir", str(RESULTS_FOLDER), "--prefix", prefix],
+                                     check=False)
+        if status == 0:
+            figures += [Path(line) for line in output.split()]
+    return figures
+
+
+def analyse_best(results, variants, model_flags):
+    """Analysis of the pretrained model with the best dev accuracy; returns (variant, report text)."""
+    variant = max(variants, key=lambda v: results[PRETRAINED_ROW.format(variant=v)] or 0.0)
+    json_path = RESULTS_FOLDER / f"{variant}.pretrain.dev.analysis.json"
+    output, _, _ = run_step(["src/analyze.py", variant, "wiki.txt", "--reading_params_path",
+                             f"{variant}.finetune.params", "--eval_corpus_path", "birth_dev.tsv",
+                             "--predictions_path", f"{variant}.pretrain.dev.predictions",
+                             "--finetune_corpus_path", "birth_places_train.tsv", "--json_path", str(json_path),
+                             *model_flags])
+    return variant, output
+
+
+def write_results(header, rows, seeds, recipe, minutes, device_name, figures, analysed_variant, analysis,
+                  other_flags=()):
+    """
+    RESULTS.md: the command that ran (other_flags: the ones besides --seeds that differ from their
+    defaults), the recipe, the table, the figures and the analysis.
+    """
+    sentence = describe(recipe)[0].upper() + describe(recipe)[1:]
+    length = (f"**{sentence}.** A smaller model, pretrained for far less than the "
+              f"handout's: its accuracies are what this much pretraining gives (BENCHMARKS.md, \"A CPU recipe\", "
+              f"has the sweep behind it), not the handout's figures; `python handout.py --length full` on a GPU "
+              f"makes those." if "model" in recipe
+              else f"{sentence}.")
+    figure_lines = "\n\n".join(f"![{path.stem}]({path.as_posix()})" for path in figures) or \
+        "(no figures: matplotlib is not installed; `pip install matplotlib`, then run `python handout.py` again)"
+    command = shlex.join(["python", "handout.py", *(["--seeds", *map(str, seeds)] if seeds != [0] else []),
+                          *other_flags])
+    other_code_note = f"\n{OTHER_CODE_NOTE}\n" if any(row[1].endswith(" *") for row in rows) else ""
+    text = f"""# Results
+
+Generated by `{command}` \
+on {device_name}, {time.strftime('%Y-%m-%d')}, in {minutes:.1f} minutes. Do not edit by hand.
+
+{length}
+
+## Dev accuracy (%, 500 names{', mean ± standard deviation over seeds ' + ', '.join(map(str, seeds)) if len(seeds) > 1 else ''})
+
+{markdown_table(header, rows)}
+{other_code_note}
+## Training curves
+
+{figure_lines}
+
+## What the model knows: analysis of the {analysed_variant} pretrain + finetune run (first seed)
+
+`python src/analyze.py` on its dev predictions (it also writes every figure, question by question,
+to `{RESULTS_FOLDER.as_posix()}/{analysed_variant}.pretrain.dev.analysis.json`, which is not committed):
+
+```
+{analysis.strip()}
+```
+"""
+    Path("RESULTS.md").write_text(text, encoding="utf-8")
+
+
+def print_table(header, rows, other_code_rows, recipe, seeds, seconds, seconds_now):
+    """The end of handout.py's output: the table, what made it, and where the rest went."""
+    several_seeds = f", seeds {' '.join(map(str, seeds))}" if len(seeds) > 1 else ""
+    print(f"\nDev accuracy (%) of {describe(recipe)}{several_seeds}, {seconds / 60:.1f} minutes of training and "
+          f"evaluation ({seconds_now / 60:.1f} of them in this run):")
+    print(text_table(header, rows))
+    if other_code_rows:
+        print(OTHER_CODE_NOTE)
+    print("\nRESULTS.md: this table, the training curves and the analysis of the best pretrained run.")
