@@ -8,10 +8,11 @@ device (dataset.py), and tell the host each row's length; a batch's rows run in 
 similar length, each group cut after its last non-PAD target, so the padding that is about
 half of every batch costs nothing (see Trainer.loss); the matrix work runs in bf16 under
 autocast on CUDA (and on a CPU where it pays: big steps, fast bf16 products), weights and
-optimizer state staying in fp32; on CUDA AdamW is the fused kernel; the losses stay on the
-device and are read every LOSS_READ_STEPS steps, so that on a GPU the host queues steps
-without waiting for them; torch.compile is there for long runs. Under torchrun it trains
-data-parallel over the same global batches (see distributed.py).
+optimizer state staying in fp32; on CUDA AdamW is the fused kernel (device.py has what each
+kind of device does); the losses stay on the device and are read every LOSS_READ_STEPS
+steps, so that on a GPU the host queues steps without waiting for them; torch.compile is
+there for long runs. Under torchrun it trains data-parallel over the same global batches
+(see distributed.py).
 """
 
 import functools
@@ -31,16 +32,10 @@ from tqdm import tqdm
 import checkpoint
 import distributed
 from dataset import row_lengths
+from device import CPU, kind_of, resolve_device
 from params import save_params
 from safe_io import InputError, atomic_output
 
-# What running one more group of rows costs beyond its positions, in positions, per kind of
-# device: the fixed cost of a forward and backward pass (some hundred operator calls) and the
-# poorer speed of smaller matrix products. On 2 CPU cores, 16 to 256 all run within the
-# machine's noise of each other (BENCHMARKS.md). On a GPU those calls are kernel launches
-# that cost more than a whole batch's positions, so there a batch stays one group, cut after
-# its longest row, until a GPU session measures otherwise.
-GROUP_COST = {"cpu": 64, "gpu": 128 * 127}
 # Reading a loss makes the host wait for the device to finish every step queued before it, so
 # the loop reads the losses of this many steps at once, and at each epoch's end: the progress
 # bar, the metrics log and the check for a loss that is not finite lag by as many steps.
@@ -67,7 +62,7 @@ class TrainerConfig:
     final_tokens = 260e9
     ckpt_path = None
     num_workers = 0
-    device = "auto"     # auto: CUDA when present, else CPU
+    device = "auto"     # auto: CUDA when present, else MPS when present, else CPU
     precision = "auto"  # auto: bf16 autocast on CUDA, and on a CPU where it pays (choose_precision); or fp32, bf16
     compile = False     # torch.compile the model for training: pays on long runs (see BENCHMARKS.md)
     metrics_path = None     # JSON lines, one per step: step, epoch, loss, lr, positions, wall_time
@@ -81,34 +76,19 @@ class TrainerConfig:
             setattr(self, key, value)
 
 
-def resolve_device(device):
-    """auto's choice, or the device asked for if this machine has it; else an InputError."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        asked = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"--device {device!r} is not a device; give auto, cpu, cuda or cuda:N") from None
-    count = torch.cuda.device_count()
-    if asked.type == "cuda" and (asked.index or 0) >= count:
-        gpus = f", or cuda:0 to cuda:{count - 1}" if count else ""
-        raise InputError(f"--device {device}: PyTorch sees {count} CUDA GPUs here; give auto or cpu{gpus}")
-    return device
-
-
-def choose_precision(precision, device, work=0):
+def choose_precision(precision, device_kind, work=0):
     """
     (name, why) of the precision training computes in: "fp32", or "bf16" autocast (the matrix
-    work in bf16, weights and optimizer state in fp32). auto takes bf16 on CUDA; on a CPU only
-    for a step of work (batch rows x n_embd) of at least BF16_MIN_WORK, on a CPU whose bf16
-    products are fast (see BF16_MIN_WORK).
+    work in bf16, weights and optimizer state in fp32). auto takes the device kind's choice
+    (device.py): bf16 on CUDA, fp32 on MPS; on a CPU bf16 only for a step of work (batch rows x
+    n_embd) of at least BF16_MIN_WORK, on a CPU whose bf16 products are fast (see BF16_MIN_WORK).
     """
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
     if precision != "auto":
         return precision, "as asked"
-    if device.startswith("cuda"):
-        return "bf16", "auto: CUDA"
+    if device_kind.auto_precision != "measured":
+        return device_kind.auto_precision, f"auto: {device_kind.label}"
     if work < BF16_MIN_WORK:
         return "fp32", f"auto: a CPU, and a step too small for bf16 to pay (batch x n_embd {work} < {BF16_MIN_WORK})"
     speedup = cpu_bf16_product_speedup()
@@ -194,19 +174,24 @@ class Trainer:
         self.test_dataset = test_dataset
         self.config = config
         self.device = resolve_device(config.device)
+        self.device_kind = kind_of(self.device)
+        if config.compile and not self.device_kind.compile_allowed:
+            raise InputError(f"--compile: torch.compile is not used on {self.device_kind.label} here; "
+                             f"run without --compile")
         self.rank, self.world_size = distributed.world()
-        self.group_cost = GROUP_COST["cpu" if self.device == "cpu" else "gpu"]
+        self.group_cost = self.device_kind.group_cost
         self.tokens = 0  # target positions seen, PAD included: drives the learning rate
         self.model.to(self.device)
         # the data's random draws get a generator of their own, so a checkpoint can restore it
         self.data_generator = torch.Generator().manual_seed(int(torch.randint(2 ** 62, ())))
         self.forward = model
         if self.world_size > 1:
-            self.forward = DistributedDataParallel(model, device_ids=[self.device] if self.device != "cpu" else None)
+            self.forward = DistributedDataParallel(
+                model, device_ids=None if self.device_kind is CPU else [self.device])
         if config.compile:
             self.forward = torch.compile(self.forward, dynamic=True)
         work = config.batch_size * model.tok_emb.embedding_dim  # what decides whether bf16 can pay on a CPU
-        self.set_precision(*choose_precision(config.precision, self.device, work))
+        self.set_precision(*choose_precision(config.precision, self.device_kind, work))
 
     def set_precision(self, precision, why):
         self.precision, self.precision_reason = precision, why
@@ -215,13 +200,15 @@ class Trainer:
     def epoch_batches(self, dataset, generator):
         """
         One epoch of (x, y, each row's length up to its last target, on the host). The project's
-        datasets make them on the device (dataset.py); any other Dataset goes through a DataLoader,
-        whose batches are on the host, where their lengths cost nothing to find.
+        datasets make them with tensor code, on the device where its kind allows (dataset.py);
+        any other Dataset goes through a DataLoader, whose batches are on the host, where their
+        lengths cost nothing to find. Batches made elsewhere move to the device in loss().
         """
         if hasattr(dataset, "batches"):
-            return dataset.batches(self.config.batch_size, generator, self.device)
+            where = self.device if self.device_kind.batches_on_device else "cpu"
+            return dataset.batches(self.config.batch_size, generator, where)
         loader = DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False,
-                            num_workers=self.config.num_workers, pin_memory=self.device.startswith("cuda"),
+                            num_workers=self.config.num_workers, pin_memory=self.device_kind.pin_memory,
                             generator=generator)
         return ((x, y, row_lengths(y)) for x, y in loader)
 
@@ -258,7 +245,7 @@ class Trainer:
             # DDP decides in the forward whether the backward after it exchanges gradients
             exchange = not backward or number == len(groups) or self.world_size == 1
             with nullcontext() if exchange else self.forward.no_sync():
-                with torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=self.dtype is not None):
+                with torch.autocast(self.device_kind.name, dtype=self.dtype, enabled=self.dtype is not None):
                     logits, _ = self.forward(xs[:, :length])
                 loss = F.cross_entropy(logits.flatten(0, 1).float(), ys[:, :length].flatten(), ignore_index=0,
                                        reduction="sum") * scale
@@ -270,7 +257,7 @@ class Trainer:
     def optimizer(self):
         return torch.optim.AdamW(parameter_groups(self.model, self.config.weight_decay),
                                  lr=self.config.learning_rate, betas=self.config.betas,
-                                 fused=self.device.startswith("cuda"))
+                                 fused=self.device_kind.fused_adamw)
 
     def step(self, optimizer, x, y, lengths):
         """One update on the batch (x, y); returns its loss (on the device) and the learning rate it used."""
@@ -295,12 +282,13 @@ class Trainer:
         metrics, start_epoch = [], 0
         if config.resume:
             state = checkpoint.load(config.checkpoint_path)
-            checkpoint.restore(state, model, optimizer, self.data_generator, self.settings(), config.checkpoint_path)
+            checkpoint.restore(state, model, optimizer, self.data_generator, self.settings(), config.checkpoint_path,
+                               self.device_kind)
             metrics, start_epoch, self.tokens = state["metrics"], state["epoch"], state["tokens"]
             if config.precision == "auto" and state.get("precision", self.precision) != self.precision:
                 self.set_precision(state["precision"], "auto: the precision of the run resumed")
         saved = checkpoint.capture(model, optimizer, self.data_generator, start_epoch, self.tokens, metrics,
-                                    self.settings(), self.precision)
+                                    self.settings(), self.precision, self.device_kind)
         if self.rank == 0:
             print(f"precision: {self.precision} ({self.precision_reason})", flush=True)
         last_write = time.time()
@@ -353,7 +341,7 @@ class Trainer:
                 if self.test_dataset is not None:
                     progress.write(f"epoch {epoch + 1}: test loss {self.test_loss():.5f}")
                 saved = checkpoint.capture(model, optimizer, self.data_generator, epoch + 1, self.tokens, metrics,
-                                            self.settings(), self.precision)
+                                            self.settings(), self.precision, self.device_kind)
                 if time.time() - last_write >= config.checkpoint_every and epoch + 1 < config.max_epochs:
                     self.keep(saved, metrics)
                     last_write = time.time()
