@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 import trainer as trainer_module
+import training_log
 from conftest import real_data_path
 from dataset import CharCorruptionDataset, NameDataset, row_lengths
 from device import CPU, CUDA
@@ -302,7 +303,7 @@ def test_bf16_autocast_keeps_the_loss_close_and_the_weights_fp32(variant):
 def train_on_span_corruption(monkeypatch, read_steps):
     """Three epochs of a tiny model on span corruption, reading the losses every read_steps steps."""
     from test_dataset import LONG_DOCS, SHORT_DOCS
-    monkeypatch.setattr(trainer_module, "LOSS_READ_STEPS", read_steps)
+    monkeypatch.setattr(training_log, "LOSS_READ_STEPS", read_steps)
     reads = []
     real_read = Trainer.read
     monkeypatch.setattr(Trainer, "read", lambda self, losses: reads.append(list(losses)) or real_read(self, reads[-1]))
