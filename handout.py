@@ -4,7 +4,7 @@ London baseline) in order, writes every output under the handout's file names, e
 table of dev accuracies beside the reference figures, and writes RESULTS.md: that table,
 the training curves, and the analysis of the best run (what part 3 of the handout asks).
 
-    python handout.py                  # the handout's run on a GPU; the CPU recipe on a CPU
+    python handout.py                  # the handout's run on a CUDA GPU; the CPU recipe elsewhere
     python handout.py --length full
     python handout.py --seeds 0 1 2    # the sequence once per seed; accuracies as mean ± std
     python handout.py --variants vanilla synthesizer rope perceiver    # every year's variant, side by side
@@ -48,9 +48,8 @@ import signal
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))  # src/ holds scripts, not a package
+from device import kind_of, resolve_device
 from expected_time import PROBE_SECONDS, Estimate
 from handout_ledger import (LEDGER_NAME, fingerprints, forget_other_code, made_by_other_code, next_action,
                             read_ledger, run_recorded, show_skipped)
@@ -138,9 +137,9 @@ def in_folder(arguments, folder):
             for flag, value in zip([None, *arguments], arguments)]
 
 
-def choose_recipe(length, schedule, has_gpu):
+def choose_recipe(length, schedule, device_kind):
     """The flags added to the handout's commands: the CPU recipe's, or the full run's schedule's."""
-    if length == "cpu" or (length == "auto" and not has_gpu):
+    if length == "cpu" or (length == "auto" and not device_kind.full_recipe):
         if SCHEDULES[schedule]:
             raise ValueError(f"--schedule {schedule} is for the full run: the CPU recipe's pretraining already ends "
                              f"its cosine with the run (--cosine_epochs in CPU_RECIPE)")
@@ -234,7 +233,7 @@ def run_sequence(seed, folder, recipe, device, variants=HANDOUT_VARIANTS, precis
     return results, sum(record["seconds"] for _, record in records), seconds_now
 
 
-def run_handout(args, recipe, has_gpu):
+def run_handout(args, recipe, device_kind):
     """Every sequence, then the figures, the analysis, RESULTS.md and the table."""
     steps = handout_steps(args.variants)
     folders = [sequence_folder(index, seed) for index, seed in enumerate(args.seeds)]
@@ -257,7 +256,7 @@ def run_handout(args, recipe, has_gpu):
     other_code = set().union(*(made_by_other_code(read_ledger(folder / LEDGER_NAME), steps) for folder in folders))
     other_code_rows = {row for row, arguments, _ in steps if shlex.join(arguments) in other_code}
     header, rows = accuracy_table(results_by_seed, other_code_rows)
-    device_name = torch.cuda.get_device_name() if has_gpu else f"a CPU ({torch.get_num_threads()} threads)"
+    device_name = device_kind.table_name()
     other_flags = [*(["--variants", *args.variants] if args.variants != HANDOUT_VARIANTS else []),
                    *(["--schedule", args.schedule] if args.schedule != "2021" else []),
                    *(["--precision", args.precision] if args.precision != "auto" else []),
@@ -291,17 +290,17 @@ def main(argv=None):
                         help="run again the steps that code other than today's src/ made (the table marks them *)")
     args = parser.parse_args(argv)
     args.variants = list(dict.fromkeys(args.variants))  # each once, in the order given
-    has_gpu = torch.cuda.is_available() if args.device == "auto" else args.device.startswith("cuda")
     try:
-        recipe = choose_recipe(args.length, args.schedule, has_gpu)
-    except ValueError as error:
+        device_kind = kind_of(resolve_device(args.device))
+        recipe = choose_recipe(args.length, args.schedule, device_kind)
+    except (InputError, ValueError) as error:
         parser.error(str(error))
     print(f"Running {describe(recipe)}.")
 
     again = shlex.join(["python", "handout.py", *argv])
     try:
         with stop_signals:
-            exit_on_input_error(lambda: run_handout(args, recipe, has_gpu))
+            exit_on_input_error(lambda: run_handout(args, recipe, device_kind))
     except StepStopped as stop:
         if not stop.signum:
             sys.exit(f"handout.py: this step failed (exit status {stop.returncode}); the steps before it are "

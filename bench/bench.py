@@ -41,10 +41,11 @@ import attention  # noqa: E402
 import run  # noqa: E402
 import trainer as trainer_module  # noqa: E402
 from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset  # noqa: E402
+from device import CPU, kind_of, resolve_device  # noqa: E402
 from model import GPT, VARIANTS, GPTConfig  # noqa: E402
 from params import metrics_path  # noqa: E402
 from run import HYPERPARAMETERS, WARMUP_TOKENS, final_tokens  # noqa: E402
-from trainer import Trainer, TrainerConfig, resolve_device  # noqa: E402
+from trainer import Trainer, TrainerConfig  # noqa: E402
 from utils import DECODE_STEPS, greedy_decode, sample, set_seed  # noqa: E402
 
 ORIGINAL_WORKERS = 4  # the original's data loader processes
@@ -114,18 +115,18 @@ def path(name):
 
 
 def synchronize(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    kind_of(device).synchronize()
 
 
 def matmul_peak(device, dtype):
     """Measured TFLOP/s of a large square matrix product in dtype."""
-    n = 4096 if device.startswith("cuda") else 1024
+    on_gpu = kind_of(device) is not CPU
+    n = 4096 if on_gpu else 1024
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     synchronize(device)
-    repeats = 50 if device.startswith("cuda") else 10
+    repeats = 50 if on_gpu else 10
     started = time.perf_counter()
     for _ in range(repeats):
         a @ b
@@ -191,13 +192,13 @@ def step_breakdown(trainer, optimizer, batch, device):
     products (fused attention counted with them) and to drawing random numbers, and the matrix
     products' TFLOP/s (of the FLOPs the profiler counts: mm, addmm, bmm).
     """
-    on_gpu = device.startswith("cuda")
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
-    with profile(activities=activities, with_flops=True) as profiler:
+    activity = kind_of(device).profiler_activity
+    with profile(activities=list(dict.fromkeys([ProfilerActivity.CPU, activity])), with_flops=True) as profiler:
         trainer.step(optimizer, *batch)
         synchronize(device)
     events = profiler.key_averages()
-    own = (lambda e: e.self_device_time_total) if on_gpu else (lambda e: e.self_cpu_time_total)  # microseconds
+    on_device = activity != ProfilerActivity.CPU  # the profiler saw the device's own time
+    own = (lambda e: e.self_device_time_total) if on_device else (lambda e: e.self_cpu_time_total)  # microseconds
     total = sum(own(e) for e in events)
     matmul = sum(own(e) for e in events if e.key in MATMULS)
     matmul_flops = sum(e.flops for e in events if e.key in MATMULS)
@@ -272,7 +273,7 @@ def main():
     datasets = (pretrain_dataset, finetune_dataset)
     questions = [line.split("\t")[0] for line in (ROOT / "birth_dev.tsv").read_text(encoding="utf-8").splitlines()]
     peaks = {name: matmul_peak(device, dtype) for name, dtype in PRECISIONS.items()}
-    name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    name = kind_of(device).table_name()
     auto = trainer_for("vanilla", "pretrain", datasets, "grouped", "auto", device, False)  # auto's choice for the handout
     default, why = auto.precision, auto.precision_reason
     print(f"device: {name}; torch {torch.__version__}; measured matmul peak fp32 {peaks['fp32']:.3f}, "

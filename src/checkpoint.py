@@ -4,7 +4,8 @@ of an epoch. The trainer keeps the latest such state in memory (cheap), writes i
 every so often and when it is stopped (Ctrl-C, SIGTERM, a loss that is no longer finite),
 and `--resume` picks it up. On a CPU with a fixed seed a resumed run ends with the same
 params as an uninterrupted one: the model, the optimizer, the learning-rate counter and
-every random generator (Python, NumPy, torch, CUDA, the data loader's) are restored.
+every random generator (Python, NumPy, torch's, the training device's own, the data's) are
+restored.
 
 A checkpoint holds tensors and plain values only (NumPy's generator state is stored as a
 list), so it is read with torch.load(weights_only=True): a file whose unpickling would run
@@ -23,12 +24,13 @@ from safe_io import InputError, atomic_output
 FORMAT = 2  # 1 (unnumbered) held NumPy's state as an array, which needs weights_only=False
 
 
-def capture(model, optimizer, data_generator, epoch, tokens, metrics, settings, precision):
+def capture(model, optimizer, data_generator, epoch, tokens, metrics, settings, precision, device_kind):
     """
     A copy of the training state at the start of `epoch` (0-based), safe from later steps, with
     the precision the run trains in (a resumed run goes on in it, whatever auto would choose).
+    device_kind (device.py): whose random state is kept beside torch's, under its name.
     """
-    return {
+    state = {
         "format": FORMAT,
         "settings": settings,
         "precision": precision,
@@ -41,10 +43,12 @@ def capture(model, optimizer, data_generator, epoch, tokens, metrics, settings, 
             "python": random.getstate(),  # a tuple of ints and a float or None: plain values already
             "numpy": numpy_state(),
             "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "data": data_generator.get_state(),
         },
     }
+    if device_kind.get_rng_state is not None:
+        state["random"][device_kind.name] = device_kind.get_rng_state()
+    return state
 
 
 def numpy_state():
@@ -53,7 +57,7 @@ def numpy_state():
     return {"name": name, "key": key.tolist(), "position": position, "has_gauss": has_gauss, "gauss": gauss}
 
 
-def restore(state, model, optimizer, data_generator, settings, path):
+def restore(state, model, optimizer, data_generator, settings, path, device_kind):
     if state["settings"] != settings:
         differences = ", ".join(f"{key} {state['settings'].get(key)} there, {value} here"
                                 for key, value in settings.items() if state["settings"].get(key) != value)
@@ -67,8 +71,9 @@ def restore(state, model, optimizer, data_generator, settings, path):
     np.random.set_state((numpy["name"], np.array(numpy["key"], dtype=np.uint32), numpy["position"],
                          numpy["has_gauss"], numpy["gauss"]))
     torch.set_rng_state(generators["torch"])
-    if generators["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(generators["cuda"])
+    # resumed on another kind of device than it started on, a run's device draws afresh
+    if device_kind.set_rng_state is not None and device_kind.name in generators:
+        device_kind.set_rng_state(generators[device_kind.name])
     data_generator.set_state(generators["data"])
 
 

@@ -11,6 +11,9 @@ import os
 import torch
 import torch.distributed as dist
 
+from device import CUDA, kind_of
+from safe_io import InputError
+
 
 def world():
     """(rank, world size): (0, 1) when not started by torchrun."""
@@ -26,10 +29,13 @@ def start(device):
     rank, world_size = world()
     if world_size == 1 or dist.is_initialized():
         return device
-    if device.startswith("cuda"):
+    kind = kind_of(device)
+    if kind.process_group_backend is None:
+        raise InputError(f"--device {device}: {kind.label} trains in one process; run without torchrun")
+    if kind is CUDA:  # each process takes the GPU of its local rank
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    dist.init_process_group(kind.process_group_backend)
     return device
 
 

@@ -11,8 +11,9 @@ import torch
 
 import run
 from dataset import BLOCK_SIZE, CharCorruptionDataset, NameDataset
+from device import resolve_device
 from params import build_model
-from trainer import Trainer, TrainerConfig, resolve_device
+from trainer import Trainer, TrainerConfig
 
 PROBE_SECONDS = 2.0  # timed steps per kind of step: enough to average over the examples' lengths
 # Start-up, building the data, writing the params, an evaluation's decoding: 3 to 5 s a

@@ -8,14 +8,14 @@ device (dataset.py), and tell the host each row's length; a batch's rows run in 
 similar length, each group cut after its last non-PAD target, so the padding that is about
 half of every batch costs nothing (see Trainer.loss); the matrix work runs in bf16 under
 autocast on CUDA (and on a CPU where it pays: big steps, fast bf16 products), weights and
-optimizer state staying in fp32; on CUDA AdamW is the fused kernel; the losses stay on the
-device and are read every LOSS_READ_STEPS steps, so that on a GPU the host queues steps
-without waiting for them; torch.compile is there for long runs. Under torchrun it trains
-data-parallel over the same global batches (see distributed.py).
+optimizer state staying in fp32; on CUDA AdamW is the fused kernel (device.py has what each
+kind of device does); the losses stay on the device and are read a few steps at a time
+(training_log.py), so that on a GPU the host queues steps without waiting for them;
+torch.compile is there for long runs. Under torchrun it trains data-parallel over the same
+global batches (see distributed.py).
 """
 
 import functools
-import json
 import math
 import signal
 import time
@@ -26,25 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 import checkpoint
 import distributed
 from dataset import row_lengths
+from device import CPU, kind_of, resolve_device
 from params import save_params
-from safe_io import InputError, atomic_output
+from safe_io import InputError
+from training_log import LossNotFinite, TrainingLog
 
-# What running one more group of rows costs beyond its positions, in positions, per kind of
-# device: the fixed cost of a forward and backward pass (some hundred operator calls) and the
-# poorer speed of smaller matrix products. On 2 CPU cores, 16 to 256 all run within the
-# machine's noise of each other (BENCHMARKS.md). On a GPU those calls are kernel launches
-# that cost more than a whole batch's positions, so there a batch stays one group, cut after
-# its longest row, until a GPU session measures otherwise.
-GROUP_COST = {"cpu": 64, "gpu": 128 * 127}
-# Reading a loss makes the host wait for the device to finish every step queued before it, so
-# the loop reads the losses of this many steps at once, and at each epoch's end: the progress
-# bar, the metrics log and the check for a loss that is not finite lag by as many steps.
-LOSS_READ_STEPS = 20
 # auto trains in bf16 on a CPU when both hold, so that the same command chooses alike every
 # time (BENCHMARKS.md, issue 17): the step is big, batch rows x n_embd at least half the
 # handout's pretraining (128 x 256), since at the CPU recipe's 8 x 128 a bf16 step ran 1.7
@@ -67,7 +57,7 @@ class TrainerConfig:
     final_tokens = 260e9
     ckpt_path = None
     num_workers = 0
-    device = "auto"     # auto: CUDA when present, else CPU
+    device = "auto"     # auto: CUDA when present, else MPS when present, else CPU
     precision = "auto"  # auto: bf16 autocast on CUDA, and on a CPU where it pays (choose_precision); or fp32, bf16
     compile = False     # torch.compile the model for training: pays on long runs (see BENCHMARKS.md)
     metrics_path = None     # JSON lines, one per step: step, epoch, loss, lr, positions, wall_time
@@ -81,34 +71,19 @@ class TrainerConfig:
             setattr(self, key, value)
 
 
-def resolve_device(device):
-    """auto's choice, or the device asked for if this machine has it; else an InputError."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        asked = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"--device {device!r} is not a device; give auto, cpu, cuda or cuda:N") from None
-    count = torch.cuda.device_count()
-    if asked.type == "cuda" and (asked.index or 0) >= count:
-        gpus = f", or cuda:0 to cuda:{count - 1}" if count else ""
-        raise InputError(f"--device {device}: PyTorch sees {count} CUDA GPUs here; give auto or cpu{gpus}")
-    return device
-
-
-def choose_precision(precision, device, work=0):
+def choose_precision(precision, device_kind, work=0):
     """
     (name, why) of the precision training computes in: "fp32", or "bf16" autocast (the matrix
-    work in bf16, weights and optimizer state in fp32). auto takes bf16 on CUDA; on a CPU only
-    for a step of work (batch rows x n_embd) of at least BF16_MIN_WORK, on a CPU whose bf16
-    products are fast (see BF16_MIN_WORK).
+    work in bf16, weights and optimizer state in fp32). auto takes the device kind's choice
+    (device.py): bf16 on CUDA, fp32 on MPS; on a CPU bf16 only for a step of work (batch rows x
+    n_embd) of at least BF16_MIN_WORK, on a CPU whose bf16 products are fast (see BF16_MIN_WORK).
     """
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
     if precision != "auto":
         return precision, "as asked"
-    if device.startswith("cuda"):
-        return "bf16", "auto: CUDA"
+    if device_kind.auto_precision != "measured":
+        return device_kind.auto_precision, f"auto: {device_kind.label}"
     if work < BF16_MIN_WORK:
         return "fp32", f"auto: a CPU, and a step too small for bf16 to pay (batch x n_embd {work} < {BF16_MIN_WORK})"
     speedup = cpu_bf16_product_speedup()
@@ -194,19 +169,24 @@ class Trainer:
         self.test_dataset = test_dataset
         self.config = config
         self.device = resolve_device(config.device)
+        self.device_kind = kind_of(self.device)
+        if config.compile and not self.device_kind.compile_allowed:
+            raise InputError(f"--compile: torch.compile is not used on {self.device_kind.label} here; "
+                             f"run without --compile")
         self.rank, self.world_size = distributed.world()
-        self.group_cost = GROUP_COST["cpu" if self.device == "cpu" else "gpu"]
+        self.group_cost = self.device_kind.group_cost
         self.tokens = 0  # target positions seen, PAD included: drives the learning rate
         self.model.to(self.device)
         # the data's random draws get a generator of their own, so a checkpoint can restore it
         self.data_generator = torch.Generator().manual_seed(int(torch.randint(2 ** 62, ())))
-        self.forward = model
+        self.wrapped_model = model  # what the steps call: the model, within DDP and torch.compile when used
         if self.world_size > 1:
-            self.forward = DistributedDataParallel(model, device_ids=[self.device] if self.device != "cpu" else None)
+            self.wrapped_model = DistributedDataParallel(
+                model, device_ids=None if self.device_kind is CPU else [self.device])
         if config.compile:
-            self.forward = torch.compile(self.forward, dynamic=True)
+            self.wrapped_model = torch.compile(self.wrapped_model, dynamic=True)
         work = config.batch_size * model.tok_emb.embedding_dim  # what decides whether bf16 can pay on a CPU
-        self.set_precision(*choose_precision(config.precision, self.device, work))
+        self.set_precision(*choose_precision(config.precision, self.device_kind, work))
 
     def set_precision(self, precision, why):
         self.precision, self.precision_reason = precision, why
@@ -215,13 +195,15 @@ class Trainer:
     def epoch_batches(self, dataset, generator):
         """
         One epoch of (x, y, each row's length up to its last target, on the host). The project's
-        datasets make them on the device (dataset.py); any other Dataset goes through a DataLoader,
-        whose batches are on the host, where their lengths cost nothing to find.
+        datasets make them with tensor code, on the device where its kind allows (dataset.py);
+        any other Dataset goes through a DataLoader, whose batches are on the host, where their
+        lengths cost nothing to find. Batches made elsewhere move to the device in loss().
         """
         if hasattr(dataset, "batches"):
-            return dataset.batches(self.config.batch_size, generator, self.device)
+            where = self.device if self.device_kind.batches_on_device else "cpu"
+            return dataset.batches(self.config.batch_size, generator, where)
         loader = DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False,
-                            num_workers=self.config.num_workers, pin_memory=self.device.startswith("cuda"),
+                            num_workers=self.config.num_workers, pin_memory=self.device_kind.pin_memory,
                             generator=generator)
         return ((x, y, row_lengths(y)) for x, y in loader)
 
@@ -257,9 +239,9 @@ class Trainer:
                 xs, ys = x[rows], y[rows]
             # DDP decides in the forward whether the backward after it exchanges gradients
             exchange = not backward or number == len(groups) or self.world_size == 1
-            with nullcontext() if exchange else self.forward.no_sync():
-                with torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=self.dtype is not None):
-                    logits, _ = self.forward(xs[:, :length])
+            with nullcontext() if exchange else self.wrapped_model.no_sync():
+                with torch.autocast(self.device_kind.name, dtype=self.dtype, enabled=self.dtype is not None):
+                    logits, _ = self.wrapped_model(xs[:, :length])
                 loss = F.cross_entropy(logits.flatten(0, 1).float(), ys[:, :length].flatten(), ignore_index=0,
                                        reduction="sum") * scale
                 if backward:
@@ -270,11 +252,11 @@ class Trainer:
     def optimizer(self):
         return torch.optim.AdamW(parameter_groups(self.model, self.config.weight_decay),
                                  lr=self.config.learning_rate, betas=self.config.betas,
-                                 fused=self.device.startswith("cuda"))
+                                 fused=self.device_kind.fused_adamw)
 
     def step(self, optimizer, x, y, lengths):
         """One update on the batch (x, y); returns its loss (on the device) and the learning rate it used."""
-        lr_used = self.learning_rate(optimizer)
+        lr_used = optimizer.param_groups[0]["lr"]
         self.model.zero_grad(set_to_none=True)
         loss = self.loss(x, y, lengths, backward=True)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_norm_clip)
@@ -287,86 +269,86 @@ class Trainer:
 
     def train(self, stop=None):
         """
-        Train for config.max_epochs; raises TrainingStopped when interrupted or diverged. stop: a
-        StopSignals the caller is in, to go on holding the signals after the loop (run.py).
+        Train for config.max_epochs; returns the metrics (training_log.py). Raises TrainingStopped
+        when interrupted or diverged. stop: a StopSignals the caller is in, to go on holding the
+        signals after the loop (run.py).
         """
         model, config = self.model, self.config
         optimizer = self.optimizer()
-        metrics, start_epoch = [], 0
-        if config.resume:
-            state = checkpoint.load(config.checkpoint_path)
-            checkpoint.restore(state, model, optimizer, self.data_generator, self.settings(), config.checkpoint_path)
-            metrics, start_epoch, self.tokens = state["metrics"], state["epoch"], state["tokens"]
-            if config.precision == "auto" and state.get("precision", self.precision) != self.precision:
-                self.set_precision(state["precision"], "auto: the precision of the run resumed")
-        saved = checkpoint.capture(model, optimizer, self.data_generator, start_epoch, self.tokens, metrics,
-                                    self.settings(), self.precision)
+        metrics, start_epoch = self.resume(optimizer) if config.resume else ([], 0)
+        resume_point = self.capture_resume_point(optimizer, start_epoch, metrics)
         if self.rank == 0:
             print(f"precision: {self.precision} ({self.precision_reason})", flush=True)
-        last_write = time.time()
-        clock = time.time() - (metrics[-1]["wall_time"] if metrics else 0.0)
         steps_per_epoch = math.ceil(len(self.train_dataset) / config.batch_size)
-        progress = tqdm(total=config.max_epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
-                        dynamic_ncols=True, disable=self.rank != 0)
-        unread = []  # the steps whose losses are still on the device
-        last_read = (time.time(), self.tokens)
-
-        def read_losses():
-            """Log the unread steps' losses, show the last on the progress bar; stop at one that is not finite."""
-            nonlocal last_read
-            if not unread:
-                return
-            losses = self.read(record["loss"] for record in unread)
-            # a step's wall time is when it was queued; the last one read is known finished now
-            unread[-1]["wall_time"] = time.time() - clock
-            for record, loss in zip(unread, losses):
-                if not math.isfinite(loss):
-                    self.keep(saved, metrics)
-                    raise TrainingStopped(f"the loss became {loss} at epoch {record['epoch']}, step {record['step']}: "
-                                          f"stopped. {self.resume_hint(saved)}; a lower --learning_rate may help", 1)
-                metrics.append({"step": len(metrics) + 1, "epoch": record["epoch"], "loss": loss, "lr": record["lr"],
-                                "positions": record["positions"], "wall_time": record["wall_time"]})
-            progress.set_description(f"epoch {record['epoch']} iter {record['step']}: train loss {loss:.5f}. "
-                                     f"lr {self.learning_rate(optimizer):e}", refresh=False)
-            now = (time.time(), self.tokens)
-            progress.set_postfix_str(f"{(now[1] - last_read[1]) / max(now[0] - last_read[0], 1e-6):.0f} pos/s",
-                                     refresh=False)
-            last_read = now
-            unread.clear()
-
+        log = TrainingLog(self.read, optimizer, metrics, self.tokens, config.max_epochs * steps_per_epoch,
+                          start_epoch * steps_per_epoch, config.metrics_path, main_process=self.rank == 0)
+        last_write = time.time()
         with nullcontext(stop) if stop is not None else StopSignals() as stop:
-            for epoch in range(start_epoch, config.max_epochs):
-                model.train()
-                for step, (x, y, lengths) in enumerate(self.epoch_batches(self.train_dataset, self.data_generator)):
-                    loss, lr_used = self.step(optimizer, x, y, lengths)
-                    unread.append({"epoch": epoch + 1, "step": step, "loss": loss, "lr": lr_used,
-                                   "positions": self.tokens, "wall_time": time.time() - clock})
-                    if len(unread) == LOSS_READ_STEPS:
-                        read_losses()
-                    progress.update()
-                    if stop.requested:
-                        self.keep(saved, metrics)
-                        signum = stop.requested[0]
-                        raise TrainingStopped(f"{signal.Signals(signum).name} at epoch {epoch + 1}, step {step}: "
-                                              f"stopped. {self.resume_hint(saved)}", 128 + signum)
-                read_losses()
-                if self.test_dataset is not None:
-                    progress.write(f"epoch {epoch + 1}: test loss {self.test_loss():.5f}")
-                saved = checkpoint.capture(model, optimizer, self.data_generator, epoch + 1, self.tokens, metrics,
-                                            self.settings(), self.precision)
-                if time.time() - last_write >= config.checkpoint_every and epoch + 1 < config.max_epochs:
-                    self.keep(saved, metrics)
-                    last_write = time.time()
-                if config.ckpt_path is not None and self.rank == 0:
-                    with atomic_output(config.ckpt_path, "wb") as f:
-                        torch.save(model.state_dict(), f)
-                if epoch + 1 in config.snapshots and self.rank == 0:
-                    save_params(model, config.snapshots[epoch + 1])  # draws nothing random: the run goes on as without
-                    self.write_metrics(metrics)  # the snapshot's loss and time, for knowledge_curve.py
+            try:
+                for epoch in range(start_epoch, config.max_epochs):
+                    model.train()
+                    for step, (x, y, lengths) in enumerate(self.epoch_batches(self.train_dataset, self.data_generator)):
+                        loss, lr = self.step(optimizer, x, y, lengths)
+                        log.step(epoch + 1, step, loss, lr, self.tokens)
+                        if stop.requested:
+                            signum = stop.requested[0]
+                            raise self.stopped(f"{signal.Signals(signum).name} at epoch {epoch + 1}, step {step}",
+                                               resume_point, log, 128 + signum)
+                    log.read_losses()
+                    if self.test_dataset is not None:
+                        log.write(f"epoch {epoch + 1}: test loss {self.test_loss():.5f}")
+                    resume_point = self.capture_resume_point(optimizer, epoch + 1, log.metrics)
+                    due = time.time() - last_write >= config.checkpoint_every and epoch + 1 < config.max_epochs
+                    if resume_point is not None and due:
+                        self.keep(resume_point, log)
+                        last_write = time.time()
+                    if epoch + 1 in config.snapshots and self.rank == 0:
+                        save_params(model, config.snapshots[epoch + 1])  # draws nothing random: the run goes on
+                        log.write_metrics()  # the snapshot's loss and time, for knowledge_curve.py
+            except LossNotFinite as error:
+                raise self.stopped(str(error), resume_point, log, 1, advice="; a lower --learning_rate may help")
             stop.at_once = False  # a signal now waits for the metrics (and the caller's params) to be written
-            progress.close()
-            self.write_metrics(metrics)
-        return metrics
+            log.close()
+            log.write_metrics()
+            if config.ckpt_path is not None and self.rank == 0:
+                save_params(model, config.ckpt_path)
+        return log.metrics
+
+    def resume(self, optimizer):
+        """Restore the state of config.checkpoint_path; returns its metrics and the epoch it starts."""
+        state = checkpoint.load(self.config.checkpoint_path)
+        checkpoint.restore(state, self.model, optimizer, self.data_generator, self.settings(),
+                           self.config.checkpoint_path, self.device_kind)
+        self.tokens = state["tokens"]
+        if self.config.precision == "auto" and state.get("precision", self.precision) != self.precision:
+            self.set_precision(state["precision"], "auto: the precision of the run resumed")
+        return state["metrics"], state["epoch"]
+
+    def capture_resume_point(self, optimizer, epoch, metrics):
+        """
+        The state at the start of `epoch`, from which --resume continues: written when a checkpoint
+        is due and when the run stops. None when the run keeps no checkpoints (no checkpoint_path).
+        """
+        if self.config.checkpoint_path is None:
+            return None
+        return checkpoint.capture(self.model, optimizer, self.data_generator, epoch, self.tokens, metrics,
+                                  self.settings(), self.precision, self.device_kind)
+
+    def keep(self, resume_point, log):
+        """Write the resume point as the checkpoint, and the metrics up to it."""
+        if self.rank == 0:
+            checkpoint.save(resume_point, self.config.checkpoint_path)
+        log.write_metrics(len(resume_point["metrics"]))
+
+    def stopped(self, what, resume_point, log, exit_status, advice=""):
+        """Keep what a resume needs; the TrainingStopped that says `what` stopped the run, and how to go on."""
+        if resume_point is None:
+            log.write_metrics()
+            return TrainingStopped(f"{what}: stopped. No checkpoint was kept (no checkpoint path){advice}", exit_status)
+        self.keep(resume_point, log)
+        return TrainingStopped(f"{what}: stopped. The state at the start of epoch {resume_point['epoch'] + 1} is in "
+                               f"{self.config.checkpoint_path}: run the same command with --resume to continue from "
+                               f"there{advice}", exit_status)
 
     def read(self, losses):
         """Device losses as floats, in one transfer; under DDP each the mean over the processes."""
@@ -379,27 +361,6 @@ class Trainer:
         """What a checkpoint must share with the run that resumes it."""
         names = ["max_epochs", "batch_size", "learning_rate", "lr_decay", "warmup_tokens", "final_tokens"]
         return {**{name: getattr(self.config, name) for name in names}, "examples": len(self.train_dataset)}
-
-    def keep(self, saved, metrics):
-        """Write the last epoch-start state to disk, and the metrics up to it."""
-        if self.config.checkpoint_path is not None and self.rank == 0:
-            checkpoint.save(saved, self.config.checkpoint_path)
-        self.write_metrics(metrics[:len(saved["metrics"])])
-
-    def write_metrics(self, metrics):
-        if self.config.metrics_path is not None and self.rank == 0:
-            with atomic_output(self.config.metrics_path) as f:
-                f.writelines(json.dumps(record) + "\n" for record in metrics)
-
-    def resume_hint(self, saved):
-        if self.config.checkpoint_path is None:
-            return "No checkpoint was kept (no checkpoint path)"
-        return (f"The state at the start of epoch {saved['epoch'] + 1} is in {self.config.checkpoint_path}: "
-                f"run the same command with --resume to continue from there")
-
-    @staticmethod
-    def learning_rate(optimizer):
-        return optimizer.param_groups[0]["lr"]
 
     @torch.no_grad()
     def test_loss(self):

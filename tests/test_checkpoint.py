@@ -12,6 +12,7 @@ import torch
 
 import checkpoint
 import params
+from device import kind_of, resolve_device
 from model import GPT, GPTConfig
 from safe_io import InputError
 
@@ -47,8 +48,11 @@ def test_a_file_that_would_run_code_is_refused_by_both_loaders_and_runs_nothing(
     assert not marker.exists()
 
 
+DEVICE_KIND = kind_of(resolve_device("auto"))  # this machine's: on a GPU its generator is kept too
+
+
 def capture(model, optimizer, data_generator):
-    return checkpoint.capture(model, optimizer, data_generator, 0, 0, [], {"batch_size": 3}, "fp32")
+    return checkpoint.capture(model, optimizer, data_generator, 0, 0, [], {"batch_size": 3}, "fp32", DEVICE_KIND)
 
 
 def test_a_checkpoint_of_the_older_format_is_refused(tmp_path):
@@ -90,7 +94,8 @@ def test_the_random_generators_come_back_exactly(tmp_path):
     after_capture = draws(data_generator)
     draws(data_generator)  # on, past the captured state
     state = checkpoint.load(tmp_path / "c.checkpoint")
-    checkpoint.restore(state, model, optimizer, data_generator, {"batch_size": 3}, tmp_path / "c.checkpoint")
+    checkpoint.restore(state, model, optimizer, data_generator, {"batch_size": 3}, tmp_path / "c.checkpoint",
+                       DEVICE_KIND)
     after_restore = draws(data_generator)
     for name, drawn in after_capture.items():
         if isinstance(drawn, torch.Tensor):

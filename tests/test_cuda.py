@@ -9,7 +9,7 @@ skipped where PyTorch sees no CUDA GPU (the CPU, CI); bench/gpu_check.sh runs th
 import pytest
 import torch
 
-import trainer as trainer_module
+import training_log
 from conftest import real_data_path
 from dataset import CharCorruptionDataset, NameDataset, row_lengths
 from model import GPT, VARIANTS, GPTConfig
@@ -133,7 +133,7 @@ def test_the_training_loop_waits_on_the_gpu_only_to_read_its_losses(variant, mon
             torch.cuda.set_sync_debug_mode("error")
 
     monkeypatch.setattr(Trainer, "read", read_allowing_a_wait)
-    monkeypatch.setattr(trainer_module, "LOSS_READ_STEPS", 4)
+    monkeypatch.setattr(training_log, "LOSS_READ_STEPS", 4)
     model = fresh_model(variant, pretraining.vocab_size, "cuda", n_layer=2, n_head=4, n_embd=64)
     config = TrainerConfig(max_epochs=2, batch_size=32, learning_rate=1e-3, lr_decay=True, warmup_tokens=100,
                            final_tokens=100_000, device="cuda")

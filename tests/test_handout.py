@@ -22,6 +22,7 @@ import handout_reference
 import handout_report
 import handout_step
 from conftest import ROOT, real_data_path
+from device import CPU, CUDA
 
 
 HANDOUT_ROWS = [row for row, _, _ in handout.handout_steps() if row]
@@ -126,9 +127,9 @@ def test_a_recipe_adds_its_flags_to_each_kind_of_step(monkeypatch, tmp_path):
 
 
 def test_the_2023_24_schedule_ends_the_full_runs_cosine_with_its_650_epochs():
-    assert handout.choose_recipe("full", "2021", has_gpu=False) == {}
-    assert handout.choose_recipe("auto", "2021", has_gpu=False) is handout.CPU_RECIPE
-    recipe = handout.choose_recipe("auto", "2023-24", has_gpu=True)
+    assert handout.choose_recipe("full", "2021", CPU) == {}
+    assert handout.choose_recipe("auto", "2021", CPU) is handout.CPU_RECIPE
+    recipe = handout.choose_recipe("auto", "2023-24", CUDA)
     assert recipe == {"pretrain": ["--cosine_epochs", "650"]}
     commands = [handout.step_command(arguments, training, Path("."), recipe, 0, "auto")
                 for _, arguments, training in handout.handout_steps(["rope"])]
@@ -139,7 +140,7 @@ def test_the_2023_24_schedule_ends_the_full_runs_cosine_with_its_650_epochs():
                                                "handout's model and flags and the 2023-24 schedule (pretrain "
                                                "`--cosine_epochs 650`))")
     with pytest.raises(ValueError, match="--schedule 2023-24 is for the full run"):
-        handout.choose_recipe("cpu", "2023-24", has_gpu=True)
+        handout.choose_recipe("cpu", "2023-24", CUDA)
     # what the flag does in run.py: final_tokens = 650 x len(pretraining corpus) x block_size
     import run
     corpus = [None] * 2937

@@ -7,8 +7,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 import trainer as trainer_module
+import training_log
 from conftest import real_data_path
 from dataset import CharCorruptionDataset, NameDataset, row_lengths
+from device import CPU, CUDA
 from model import GPT, VARIANTS, GPTConfig
 from trainer import Trainer, TrainerConfig, learning_rate_at, length_groups, parameter_groups
 
@@ -102,7 +104,7 @@ def test_length_groups_of_a_real_pretraining_batch():
 def test_on_a_gpu_a_batch_stays_one_group_cut_after_its_longest_row():
     for x, y in [pretraining_batch(128), finetuning_batch(256)]:
         lengths = row_lengths(y).tolist()
-        assert [(len(rows), length) for rows, length in length_groups(lengths, trainer_module.GROUP_COST["gpu"])] \
+        assert [(len(rows), length) for rows, length in length_groups(lengths, CUDA.group_cost)] \
             == [(len(lengths), max(lengths))]
 
 
@@ -227,24 +229,24 @@ def test_training_lowers_the_loss_and_keeps_fp32_weights():
 
 
 def test_precision_as_asked_and_auto():
-    assert trainer_module.choose_precision("fp32", "cpu") == ("fp32", "as asked")
-    assert trainer_module.choose_precision("bf16", "cpu") == ("bf16", "as asked")
-    assert trainer_module.choose_precision("auto", "cuda:1") == ("bf16", "auto: CUDA")
+    assert trainer_module.choose_precision("fp32", CPU) == ("fp32", "as asked")
+    assert trainer_module.choose_precision("bf16", CPU) == ("bf16", "as asked")
+    assert trainer_module.choose_precision("auto", CUDA) == ("bf16", "auto: CUDA")
     with pytest.raises(ValueError, match="unknown precision 'fp16'; choose auto, fp32 or bf16"):
-        trainer_module.choose_precision("fp16", "cpu")
+        trainer_module.choose_precision("fp16", CPU)
 
 
 def test_auto_on_a_cpu_takes_bf16_for_big_steps_on_a_cpu_whose_bf16_products_are_fast(monkeypatch):
     choose, big, small = trainer_module.choose_precision, 128 * 256, 8 * 128
     monkeypatch.setattr(trainer_module, "cpu_bf16_product_speedup", lambda: 4.44)
-    assert choose("auto", "cpu", big) == ("bf16", "auto: bf16 matrix products run 4.4x as fast as fp32 on this CPU, "
-                                                  "and the step is big")
-    assert choose("auto", "cpu", small) == ("fp32", "auto: a CPU, and a step too small for bf16 to pay (batch x "
-                                                    "n_embd 1024 < 16384)")
+    assert choose("auto", CPU, big) == ("bf16", "auto: bf16 matrix products run 4.4x as fast as fp32 on this CPU, "
+                                                "and the step is big")
+    assert choose("auto", CPU, small) == ("fp32", "auto: a CPU, and a step too small for bf16 to pay (batch x "
+                                                  "n_embd 1024 < 16384)")
     monkeypatch.setattr(trainer_module, "cpu_bf16_product_speedup", lambda: 0.55)
-    assert choose("auto", "cpu", big) == ("fp32", "auto: bf16 matrix products run 0.6x as fast as fp32 on this CPU")
+    assert choose("auto", CPU, big) == ("fp32", "auto: bf16 matrix products run 0.6x as fast as fp32 on this CPU")
     monkeypatch.setattr(trainer_module, "cpu_bf16_product_speedup", lambda: pytest.fail("measured for nothing"))
-    assert choose("auto", "cpu", small)[0] == "fp32" and choose("fp32", "cpu", big) == ("fp32", "as asked")
+    assert choose("auto", CPU, small)[0] == "fp32" and choose("fp32", CPU, big) == ("fp32", "as asked")
 
 
 def test_the_trainer_decides_by_batch_rows_times_n_embd_and_measures_products_once(monkeypatch):
@@ -301,7 +303,7 @@ def test_bf16_autocast_keeps_the_loss_close_and_the_weights_fp32(variant):
 def train_on_span_corruption(monkeypatch, read_steps):
     """Three epochs of a tiny model on span corruption, reading the losses every read_steps steps."""
     from test_dataset import LONG_DOCS, SHORT_DOCS
-    monkeypatch.setattr(trainer_module, "LOSS_READ_STEPS", read_steps)
+    monkeypatch.setattr(training_log, "LOSS_READ_STEPS", read_steps)
     reads = []
     real_read = Trainer.read
     monkeypatch.setattr(Trainer, "read", lambda self, losses: reads.append(list(losses)) or real_read(self, reads[-1]))
