@@ -34,6 +34,10 @@ HYPERPARAMETERS = {  # per function: epochs, batch size, peak learning rate
     "finetune from pretrained": dict(max_epochs=10, batch_size=256, learning_rate=6e-4),
 }
 WARMUP_TOKENS = 512 * 20
+# --original_computation: the trainer's options that compute as the original code did (with
+# attention written out: GPTConfig.fused_attention False): every batch at all of its positions,
+# built one example at a time by a DataLoader in the original's 4 worker processes
+ORIGINAL_TRAINING = dict(batch_rows="padded", data_loader=True, num_workers=4)
 
 
 def final_tokens(pretrain_dataset, train_dataset=None, cosine_epochs=None):
@@ -76,6 +80,10 @@ def parse_args(argv=None):
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="auto: bf16 autocast on CUDA, and on a CPU for big steps where bf16 products are fast")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model for training")
+    parser.add_argument("--original_computation", action="store_true",
+                        help="compute as the original code did (attention written out, every batch at all 127 "
+                             "positions, built one example at a time by 4 data loader processes): the same "
+                             "function, slower; for speed comparisons (bench/bench.py's plain path)")
     add_size_flags(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted pretrain or finetune from WRITING_PARAMS_PATH.checkpoint")
@@ -113,7 +121,8 @@ def train(args, model, dataset, pretrain_dataset, hyperparameters, device):
                            metrics_path=f"{args.writing_params_path}.metrics.jsonl",
                            checkpoint_path=f"{args.writing_params_path}.checkpoint",
                            checkpoint_every=args.checkpoint_every, resume=args.resume,
-                           snapshots={n: snapshot_path(args.writing_params_path, n) for n in args.snapshot_epochs})
+                           snapshots={n: snapshot_path(args.writing_params_path, n) for n in args.snapshot_epochs},
+                           **(ORIGINAL_TRAINING if args.original_computation else {}))
     # A stop in the loop keeps the checkpoint (trainer.py); one after it waits until the params are
     # written, so that a stop leaves one or the other, never neither. The run then stops as it would
     # have, with exit status 128 + the signal: a command after it does not start, and handout.py
@@ -182,7 +191,8 @@ def run(args):
     device = distributed.start(resolve_device(args.device))
     pretrain_dataset = dataset_from(args.pretrain_corpus_path, "pretraining corpus",
                                     lambda text: CharCorruptionDataset(text, BLOCK_SIZE))
-    model = build_model(pretrain_dataset.vocab_size, pretrain_dataset.block_size, args.variant, args).to(device)
+    model = build_model(pretrain_dataset.vocab_size, pretrain_dataset.block_size, args.variant, args,
+                        fused_attention=not args.original_computation).to(device)
     print(f"number of parameters: {sum(p.numel() for p in model.parameters()):,}")
 
     if args.function == "pretrain":
