@@ -26,7 +26,7 @@ from params import add_size_flags, add_variant_argument, build_model, load_param
 from safe_io import (ArgumentParser, InputError, atomic_output, check_outputs, check_writable, exit_on_input_error,
                      in_range, read_text)
 from trainer import StopSignals, Trainer, TrainerConfig, TrainingStopped, resolve_device
-from utils import DECODE_STEPS, SEEDS, greedy_decode, parse_birth_places, score_places, set_seed
+from utils import DECODE_STEPS, SEEDS, greedy_decode, on_host, parse_birth_places, score_places, set_seed
 
 HYPERPARAMETERS = {  # per function: epochs, batch size, peak learning rate
     "pretrain": dict(max_epochs=650, batch_size=128, learning_rate=6e-3),
@@ -158,7 +158,7 @@ def evaluate(args, model, pretrain_dataset, pairs):
     device = next(model.parameters()).device
     prompts = [torch.tensor([pretrain_dataset.stoi[ch] for ch in question + MASK_CHAR], device=device)
                for question, _ in pairs]
-    completions = greedy_decode(model, prompts, DECODE_STEPS)
+    completions = on_host(greedy_decode(model, prompts, DECODE_STEPS))
     predictions = [decode(pretrain_dataset.itos, c).split(MASK_CHAR)[1] for c in completions]
     with atomic_output(args.outputs_path) as f:
         f.writelines(prediction + "\n" for prediction in predictions)
