@@ -129,7 +129,7 @@ if Path("gpu_check/cuda_tests.xml").exists():
     failed = counts["failures"] + counts["errors"]
     tests_passed = failed == 0 and counts["skipped"] == 0
     lines.append(f"CUDA tests: {passed} passed, {failed} failed, {counts['skipped']} skipped"
-                 + ("" if tests_passed else " (FAILED: on a GPU with the data none may fail or skip; see gpu_check.log)"))
+                 + ("" if tests_passed else " (FAILED: on a GPU with the data none may fail or skip)"))
 else:
     lines.append("CUDA tests: no result yet")
 
@@ -201,7 +201,7 @@ if finished:
     (out / "RESULTS.md").write_bytes(Path("RESULTS.md").read_bytes())  # before the end, it is an earlier run's
 all_passed = tests_passed and not failed_stages
 if not finished:
-    lines.append("gpu_check: not finished; run the same command again to go on (on a fresh machine, with --from OUT_DIR)")
+    lines.append("gpu_check: not finished; run the same command again (on a fresh machine, with --from OUT_DIR)")
 else:
     lines.append("gpu_check: finished" + ("" if all_passed else ", with failures: see above and gpu_check.log"))
 (out / "gpu_summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -270,12 +270,12 @@ class Trainer:
         also adds its gradients to the parameters' .grad.
 
         Rows run in groups of similar length (by default; config.batch_rows), each cut after its
-        longest row's last non-PAD target: attention is causal and a PAD target carries no loss, so positions after a row's
-        last target change nothing, and about half of a batch is such padding. The loss is a sum
-        over targets, so summing the groups' sums gives the same loss and gradients. Each group's
-        backward runs at once, freeing its activations; DDP exchanges gradients after the last.
-        The lengths (row_lengths(y), on the host) decide the cuts, so nothing here waits for the
-        device; the loss stays there.
+        longest row's last non-PAD target: attention is causal and a PAD target carries no loss,
+        so positions after a row's last target change nothing, and about half of a batch is such
+        padding. The loss is a sum over targets, so summing the groups' sums gives the same loss
+        and gradients. Each group's backward runs at once, freeing its activations; DDP exchanges
+        gradients after the last. The lengths (row_lengths(y), on the host) decide the cuts, so
+        nothing here waits for the device; the loss stays there.
         """
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)

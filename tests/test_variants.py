@@ -120,7 +120,7 @@ def test_rope_scores_depend_on_relative_positions_only():
 
 
 def complex_rotation(x, rope_cache, start=0):
-    """rotate as torch's complex numbers compute it (src/ before issue 19): in float32 at least, returned in x's dtype."""
+    """rotate as torch's complex numbers compute it (src/ before issue 19): in float32 at least, in x's dtype."""
     table = torch.view_as_complex(rope_cache[start:start + x.size(-2)].contiguous())
     wide = x if x.dtype == torch.float64 else x.float()
     return torch.view_as_real(torch.view_as_complex(wide.unflatten(-1, (-1, 2))) * table).flatten(-2).to(x.dtype)
