@@ -4,13 +4,15 @@ Training and evaluation speed of three paths through the same function, on the r
     python bench/bench.py                 # every configuration, a few steps each, then whole epochs
     python bench/bench.py --steps 5 --epochs 0 --compile
 
-- plain: the original's way of computing: attention written out (scores materialised, masked,
-  softmaxed, dropped out, times values), every batch at all 127 positions, built one example
-  at a time by a data loader with the original's 4 worker processes, and evaluation by
-  sample() one question at a time.
-- trimmed: fused attention, the whole batch cut after its longest row (the path before rows
-  ran in length groups).
-- grouped: what src/ does: rows in groups of similar length, each cut after its longest row.
+- plain: the original's way of computing (run.py --original_computation): attention written
+  out (GPTConfig.fused_attention False: scores materialised, masked, softmaxed, dropped out,
+  times values), every batch at all 127 positions (TrainerConfig.batch_rows "padded"), built
+  one example at a time by a DataLoader with the original's 4 worker processes (data_loader),
+  and evaluation by sample() one question at a time.
+- trimmed: fused attention, the whole batch cut after its longest row (batch_rows "trimmed":
+  the path before rows ran in length groups).
+- grouped: what src/ does by default: rows in groups of similar length, each cut after its
+  longest row.
 
 For pretrain and finetune of each variant (--variants: all four by default), in fp32 and in
 bf16 autocast, it prints ms per step, positions per second (padded: all 127 of each row; real:
@@ -23,95 +25,28 @@ precision, and decoding of the 500 dev questions.
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-import attention  # noqa: E402
 import run  # noqa: E402
-import trainer as trainer_module  # noqa: E402
 from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset  # noqa: E402
 from device import CPU, kind_of, resolve_device  # noqa: E402
 from model import GPT, VARIANTS, GPTConfig  # noqa: E402
 from params import metrics_path  # noqa: E402
-from run import HYPERPARAMETERS, WARMUP_TOKENS, final_tokens  # noqa: E402
-from trainer import Trainer, TrainerConfig  # noqa: E402
+from run import HYPERPARAMETERS, ORIGINAL_TRAINING, WARMUP_TOKENS, final_tokens  # noqa: E402
+from trainer import Trainer, TrainerConfig, row_groups  # noqa: E402
 from utils import DECODE_STEPS, greedy_decode, sample, set_seed  # noqa: E402
 
-ORIGINAL_WORKERS = 4  # the original's data loader processes
-
-def plain_vanilla_forward(self, x, layer_cache=None):
-    B, T, C = x.shape
-    q, k, v = (attention.split_heads(layer(x), self.n_head) for layer in (self.query, self.key, self.value))
-    if self.rope_cache is not None:
-        q, k = attention.rotate(q, self.rope_cache), attention.rotate(k, self.rope_cache)
-    scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
-    weights = scores.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf")).softmax(dim=-1)
-    weights = self.attn_drop(weights)
-    return self.resid_drop(self.proj(attention.merge_heads(weights @ v)))
-
-
-def plain_synthesizer_forward(self, x, layer_cache=None):
-    B, T, C = x.shape
-    hidden = attention.split_heads(F.relu(self.w1(x)), self.n_head)
-    v = attention.split_heads(self.value(x), self.n_head)
-    scores = hidden @ self.w2[:, :T] + self.b2[:T]
-    weights = scores.masked_fill(self.mask[:, :, :T, :T] == 0, -1e10).softmax(dim=-1)
-    weights = self.attn_drop(weights)
-    return self.resid_drop(self.proj(attention.merge_heads(weights @ v)))
-
-
-def plain_cross_forward(self, x_kv, x_q, first_query=0, layer_cache=None):
-    Tq, Tk = x_q.size(1), x_kv.size(1)
-    q = attention.split_heads(self.query(x_q), self.n_head)
-    k, v = (attention.split_heads(layer(x_kv), self.n_head) for layer in (self.key, self.value))
-    scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
-    visible = self.mask[:, :, first_query:first_query + Tq, :Tk]
-    weights = self.attn_drop(scores.masked_fill(visible == 0, -1e10).softmax(dim=-1))
-    y = (weights @ v).transpose(1, 2).reshape(max(x_q.size(0), x_kv.size(0)), Tq, -1)
-    return self.resid_drop(self.proj(y))
-
-
-def whole_batch_trimmed(lengths, group_cost):
-    return [(torch.arange(len(lengths)), max(lengths))]
-
-
-def whole_batch_padded(lengths, group_cost):
-    return [(torch.arange(len(lengths)), BLOCK_SIZE - 1)]
-
-
-@contextmanager
-def path(name):
-    """Swap in the way of computing that the path named uses (grouped: src/ as it is)."""
-    saved = (attention.CausalSelfAttention.forward, attention.SynthesizerAttention.forward,
-             attention.CausalCrossAttention.forward, trainer_module.length_groups, CharCorruptionDataset.batches,
-             NameDataset.batches, TrainerConfig.num_workers)
-    if name == "plain":
-        attention.CausalSelfAttention.forward = plain_vanilla_forward
-        attention.SynthesizerAttention.forward = plain_synthesizer_forward
-        attention.CausalCrossAttention.forward = plain_cross_forward
-        trainer_module.length_groups = whole_batch_padded
-        # without batches() the trainer uses a data loader, which builds batches one example at a time
-        del CharCorruptionDataset.batches, NameDataset.batches
-        TrainerConfig.num_workers = ORIGINAL_WORKERS
-    elif name == "trimmed":
-        trainer_module.length_groups = whole_batch_trimmed
-    try:
-        yield
-    finally:
-        (attention.CausalSelfAttention.forward, attention.SynthesizerAttention.forward,
-         attention.CausalCrossAttention.forward, trainer_module.length_groups, CharCorruptionDataset.batches,
-         NameDataset.batches, TrainerConfig.num_workers) = saved
+# Each path as options of the code: the trainer's here, and the model's attention written out for the plain one
+TRAINER_OPTIONS = {"plain": ORIGINAL_TRAINING, "trimmed": dict(batch_rows="trimmed"), "grouped": {}}
 
 
 def synchronize(device):
@@ -149,10 +84,12 @@ def trainer_for(variant, function, datasets, path_name, precision, device, compi
     pretrain_dataset, finetune_dataset = datasets
     dataset = pretrain_dataset if function == "pretrain" else finetune_dataset
     hyper = HYPERPARAMETERS[function]
-    model = GPT(GPTConfig(pretrain_dataset.vocab_size, BLOCK_SIZE, variant=variant))
+    model = GPT(GPTConfig(pretrain_dataset.vocab_size, BLOCK_SIZE, variant=variant,
+                          fused_attention=path_name != "plain"))
     config = TrainerConfig(max_epochs=1, batch_size=hyper["batch_size"], learning_rate=hyper["learning_rate"],
                            lr_decay=True, warmup_tokens=WARMUP_TOKENS, final_tokens=final_tokens(pretrain_dataset),
-                           device=device, precision=precision, compile=compile_model and path_name != "plain")
+                           device=device, precision=precision, compile=compile_model and path_name != "plain",
+                           **TRAINER_OPTIONS[path_name])
     return Trainer(model, dataset, None, config)
 
 
@@ -173,7 +110,7 @@ def measure_training(variant, function, datasets, path_name, precision, steps, d
         seconds += time.perf_counter() - started
         padded += y.numel()
         real += int((y != 0).sum())
-        for rows, length in trainer_module.length_groups(lengths.tolist(), trainer.group_cost):
+        for rows, length in row_groups(trainer.config.batch_rows, lengths.tolist(), y.size(1), trainer.group_cost):
             computed += len(rows) * length
             flops += training_flops_per_position(trainer.model, length) * len(rows) * length
     return dict(ms_per_step=1000 * seconds / steps, padded_per_s=padded / seconds, real_per_s=real / seconds,
@@ -207,12 +144,13 @@ def step_breakdown(trainer, optimizer, batch, device):
 
 
 def one_epoch(function, variant, path_name, precision):
-    """Train one epoch through run.py on the path named (in this process); print its seconds."""
-    with tempfile.TemporaryDirectory() as folder, path(path_name):
+    """Train one epoch through run.py on the path named, plain or grouped (in this process); print its seconds."""
+    with tempfile.TemporaryDirectory() as folder:
         params = Path(folder) / "bench.params"
         finetune = ["--finetune_corpus_path", str(ROOT / "birth_places_train.tsv")] if function == "finetune" else []
+        plain = ["--original_computation"] if path_name == "plain" else []
         run.main([function, variant, str(ROOT / "wiki.txt"), "--writing_params_path", str(params), "--max_epochs", "1",
-                  "--precision", precision, *finetune])
+                  "--precision", precision, *finetune, *plain])
         last = Path(metrics_path(params)).read_text().splitlines()[-1]
     print(f"epoch seconds: {json.loads(last)['wall_time']}")
 
@@ -229,7 +167,7 @@ def measure_epoch(function, variant, path_name, precision):
 
 def measure_evaluate(pretrain_dataset, questions, plain, device, plain_questions):
     set_seed(0)
-    model = GPT(GPTConfig(pretrain_dataset.vocab_size, BLOCK_SIZE)).to(device).eval()
+    model = GPT(GPTConfig(pretrain_dataset.vocab_size, BLOCK_SIZE, fused_attention=not plain)).to(device).eval()
     prompts = [torch.tensor([pretrain_dataset.stoi[c] for c in q + MASK_CHAR], device=device) for q in questions]
     if plain:
         prompts = prompts[:plain_questions]
@@ -246,7 +184,7 @@ def measure_evaluate(pretrain_dataset, questions, plain, device, plain_questions
     return dict(seconds_per_500=seconds / len(prompts) * 500)
 
 
-PATHS = ["plain", "trimmed", "grouped"]
+PATHS = list(TRAINER_OPTIONS)
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -284,9 +222,8 @@ def main():
         for function in ["pretrain", "finetune"]:
             for precision in PRECISIONS:
                 for path_name in PATHS:
-                    with path(path_name):
-                        m = measure_training(variant, function, datasets, path_name, precision, args.steps, device,
-                                             args.compile)
+                    m = measure_training(variant, function, datasets, path_name, precision, args.steps, device,
+                                         args.compile)
                     results[variant, function, precision, path_name] = m
                     print(f"{function:<8} {variant:<11} {precision} {path_name:<7} {m['ms_per_step']:8.0f} ms/step "
                           f"{m['padded_per_s']:7.0f} pos/s padded {m['real_per_s']:7.0f} real  computes "
@@ -319,8 +256,7 @@ def main():
                           f"{best['plain', 'fp32'] / value:5.2f}x", flush=True)
 
     for path_name in ["grouped", "plain"]:
-        with path(path_name):
-            m = measure_evaluate(pretrain_dataset, questions, path_name == "plain", device, args.plain_questions)
+        m = measure_evaluate(pretrain_dataset, questions, path_name == "plain", device, args.plain_questions)
         print(f"evaluate 500 dev questions, {path_name}: {m['seconds_per_500']:.2f} s", flush=True)
 
 

@@ -29,7 +29,7 @@ from device import resolve_device
 from params import add_size_flags, add_variant_argument, build_model, load_params
 from safe_io import (ArgumentParser, InputError, atomic_output, check_outputs, check_writable, exit_on_input_error,
                      in_range, read_text)
-from utils import DECODE_STEPS, greedy_decode, parse_birth_places
+from utils import DECODE_STEPS, greedy_decode, on_host, parse_birth_places
 
 QUESTION_START, QUESTION_END = "Where was ", " born?"
 # The most of a document that one pretraining example shows (CharCorruptionDataset truncates each
@@ -287,11 +287,11 @@ def continuation_log_probs(model, sequences, starts, batch_size=64):
             totals[i] = log_probs[row, positions - 1, sequences[i][positions]].sum().item()
     for i in (i for i, sequence in enumerate(sequences) if len(sequence) - 1 > context_size):
         sequence = sequences[i].to(device)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=device)  # float64 as Python's sum, read once at the end
         for t in range(starts[i], len(sequence)):
             logits, _ = model(sequence[max(0, t - context_size):t][None])
-            total += F.log_softmax(logits[0, -1].float(), dim=-1)[sequence[t]].item()
-        totals[i] = total
+            total += F.log_softmax(logits[0, -1].float(), dim=-1)[sequence[t]]
+        totals[i] = total.item()
     return totals
 
 
@@ -342,7 +342,7 @@ def pretrained_recall(model, stoi, itos, pairs, wiki_documents):
     device = next(model.parameters()).device
     prompts = [torch.tensor([stoi[ch] for ch in prompt], device=device) for prompt, _ in probes]
     steps = max((len(place) for _, place in probes), default=0)
-    completions = greedy_decode(model, prompts, steps) if probes else []
+    completions = on_host(greedy_decode(model, prompts, steps)) if probes else []
     completed = sum(decode(itos, completion[len(prompt):len(prompt) + len(place)]) == place
                     for completion, prompt, (_, place) in zip(completions, prompts, probes))
     return {"people": len(pairs), "probed": len(probes), "completed": int(completed),

@@ -144,23 +144,24 @@ def causal_attention(q, k, v, mask, dropout_p, scale=None, first_query=None, fus
     bf16's batched products and softmax are slower than fp32's (BENCHMARKS.md), and the weights
     keep fp32's precision.
     """
-    T, S = q.size(-2), k.size(-2)
-    first = S - T if first_query is None else first_query
-    causal = first == 0 and T == S
+    first = k.size(-2) - q.size(-2) if first_query is None else first_query
     if q.device.type != "cpu":
-        return attend(q, k, v, mask, first, causal, dropout_p, scale, fused)
+        return attend(q, k, v, mask, first, dropout_p, scale, fused)
     with torch.autocast("cpu", enabled=False):
         q, k, v = at_least_fp32(q), at_least_fp32(k), at_least_fp32(v)
-        return attend(q, k, v, mask, first, causal, dropout_p, scale, fused and dropout_p == 0)
+        return attend(q, k, v, mask, first, dropout_p, scale, fused and dropout_p == 0)
 
 
-def attend(q, k, v, mask, first, causal, dropout_p, scale, fused):
+def attend(q, k, v, mask, first, dropout_p, scale, fused):
     """causal_attention's arithmetic, fused or written out."""
     T, S = q.size(-2), k.size(-2)
+    # an if, not is_causal=(first == 0 and T == S): under torch.compile with dynamic shapes that
+    # is a symbolic bool, which the fused kernel refuses (a graph break at every attention)
+    if fused and first == 0 and T == S:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
     visible = mask[0, 0, first:first + T, :S].bool()
     if fused:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=None if causal else visible, dropout_p=dropout_p,
-                                              is_causal=causal, scale=scale)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, dropout_p=dropout_p, scale=scale)
     scores = (q @ k.transpose(-2, -1)) * (q.size(-1) ** -0.5 if scale is None else scale)
     weights = scores.masked_fill_(~visible, float("-inf")).softmax(dim=-1)  # every row sees a key: no NaN
     return dropout(weights, dropout_p, True) @ v
@@ -182,13 +183,17 @@ def rotary_table(block_size, head_size):
 def rotate(x, rope_cache, start=0):
     """
     x (B, h, T, head_size) at positions start .. start + T - 1, each pair of features
-    (2i, 2i+1) multiplied, as the complex number x_2i + j x_2i+1, by cos(t θ_i) + j sin(t θ_i).
-    One complex product: 2.5 times as fast as the same arithmetic on real pairs (BENCHMARKS.md).
-    torch's complex numbers are float32 or float64, so a bf16 x turns in float32; returned in x's dtype.
+    (2i, 2i+1) multiplied, as the complex number x_2i + j x_2i+1, by cos(t θ_i) + j sin(t θ_i):
+    (x_2i cos - x_2i+1 sin, x_2i sin + x_2i+1 cos). Written in real arithmetic, since
+    torch.compile generates no code for complex numbers (it falls back to eager for them, or
+    fails, by version); on a CPU without compile the complex product was the faster
+    (BENCHMARKS.md). It runs in the table's float32 (a bf16 x too), returned in x's dtype.
     """
-    table = torch.view_as_complex(rope_cache[start:start + x.size(-2)])
-    turned = torch.view_as_complex(at_least_fp32(x).unflatten(-1, (-1, 2))) * table
-    return torch.view_as_real(turned).flatten(-2).to(x.dtype)
+    cos, sin = rope_cache[start:start + x.size(-2)].unbind(-1)  # T x head_size/2
+    cos = torch.stack([cos, cos], dim=-1).flatten(-2)           # each pair's, on both its features
+    sin = torch.stack([-sin, sin], dim=-1).flatten(-2)
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)     # x_2i+1, x_2i of each pair
+    return torch.addcmul(x * cos, swapped, sin).to(x.dtype)
 
 
 def at_least_fp32(x):

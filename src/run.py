@@ -28,7 +28,7 @@ from params import (add_size_flags, add_variant_argument, build_model, checkpoin
 from safe_io import (ArgumentParser, InputError, atomic_output, check_outputs, check_writable, exit_on_input_error,
                      in_range, read_text)
 from trainer import StopSignals, Trainer, TrainerConfig, TrainingStopped
-from utils import DECODE_STEPS, SEEDS, greedy_decode, parse_birth_places, score_places, set_seed
+from utils import DECODE_STEPS, SEEDS, greedy_decode, on_host, parse_birth_places, score_places, set_seed
 
 HYPERPARAMETERS = {  # per function: epochs, batch size, peak learning rate
     "pretrain": dict(max_epochs=650, batch_size=128, learning_rate=6e-3),
@@ -36,6 +36,10 @@ HYPERPARAMETERS = {  # per function: epochs, batch size, peak learning rate
     "finetune from pretrained": dict(max_epochs=10, batch_size=256, learning_rate=6e-4),
 }
 WARMUP_TOKENS = 512 * 20
+# --original_computation: the trainer's options that compute as the original code did (with
+# attention written out: GPTConfig.fused_attention False): every batch at all of its positions,
+# built one example at a time by a DataLoader in the original's 4 worker processes
+ORIGINAL_TRAINING = dict(batch_rows="padded", data_loader=True, num_workers=4)
 
 
 def final_tokens(pretrain_dataset, train_dataset=None, cosine_epochs=None):
@@ -79,6 +83,10 @@ def argument_parser():
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="auto: bf16 autocast on CUDA, and on a CPU for big steps where bf16 products are fast")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model for training")
+    parser.add_argument("--original_computation", action="store_true",
+                        help="compute as the original code did (attention written out, every batch at all 127 "
+                             "positions, built one example at a time by 4 data loader processes): the same "
+                             "function, slower; for speed comparisons (bench/bench.py's plain path)")
     add_size_flags(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted pretrain or finetune from WRITING_PARAMS_PATH.checkpoint")
@@ -121,7 +129,8 @@ def train(args, model, dataset, pretrain_dataset, hyperparameters, device):
                            metrics_path=metrics_path(args.writing_params_path),
                            checkpoint_path=checkpoint_path(args.writing_params_path),
                            checkpoint_every=args.checkpoint_every, resume=args.resume,
-                           snapshots={n: snapshot_path(args.writing_params_path, n) for n in args.snapshot_epochs})
+                           snapshots={n: snapshot_path(args.writing_params_path, n) for n in args.snapshot_epochs},
+                           **(ORIGINAL_TRAINING if args.original_computation else {}))
     # A stop in the loop keeps the checkpoint (trainer.py); one after it waits until the params are
     # written, so that a stop leaves one or the other, never neither. The run then stops as it would
     # have, with exit status 128 + the signal: a command after it does not start, and handout.py
@@ -157,7 +166,7 @@ def evaluate(args, model, pretrain_dataset, pairs):
     device = next(model.parameters()).device
     prompts = [torch.tensor([pretrain_dataset.stoi[ch] for ch in question + MASK_CHAR], device=device)
                for question, _ in pairs]
-    completions = greedy_decode(model, prompts, DECODE_STEPS)
+    completions = on_host(greedy_decode(model, prompts, DECODE_STEPS))
     predictions = [decode(pretrain_dataset.itos, c).split(MASK_CHAR)[1] for c in completions]
     with atomic_output(args.outputs_path) as f:
         f.writelines(prediction + "\n" for prediction in predictions)
@@ -190,7 +199,8 @@ def run(args):
     device = distributed.start(resolve_device(args.device))
     pretrain_dataset = dataset_from(args.pretrain_corpus_path, "pretraining corpus",
                                     lambda text: CharCorruptionDataset(text, BLOCK_SIZE))
-    model = build_model(pretrain_dataset.vocab_size, pretrain_dataset.block_size, args.variant, args).to(device)
+    model = build_model(pretrain_dataset.vocab_size, pretrain_dataset.block_size, args.variant, args,
+                        fused_attention=not args.original_computation).to(device)
     print(f"number of parameters: {sum(p.numel() for p in model.parameters()):,}")
 
     if args.function == "pretrain":

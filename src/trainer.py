@@ -57,6 +57,12 @@ class TrainerConfig:
     final_tokens = 260e9
     ckpt_path = None
     num_workers = 0
+    # How a batch's rows run (see Trainer.loss): "grouped" in groups of similar length, each cut
+    # after its longest row; "trimmed" all in one group cut after the longest row; "padded" all
+    # at every position, as the original computed. The same loss and gradients either way.
+    batch_rows = "grouped"
+    data_loader = False  # True: a DataLoader builds each batch one example at a time in num_workers processes,
+                         # as the original did, instead of the dataset's batches() (see epoch_batches)
     device = "auto"     # auto: CUDA when present, else MPS when present, else CPU
     precision = "auto"  # auto: bf16 autocast on CUDA, and on a CPU where it pays (choose_precision); or fp32, bf16
     compile = False     # torch.compile the model for training: pays on long runs (see BENCHMARKS.md)
@@ -133,18 +139,47 @@ def parameter_groups(model, weight_decay):
             {"params": no_decay, "weight_decay": 0.0}]
 
 
+BATCH_ROWS = ("grouped", "trimmed", "padded")
+
+
+def row_groups(batch_rows, lengths, width, group_cost):
+    """
+    The groups a batch's rows run in, as (rows, length), the way batch_rows says (see
+    TrainerConfig); width is the batch's number of positions, at which "padded" runs every row.
+    """
+    if not lengths:
+        return []
+    if batch_rows == "grouped":
+        return length_groups(lengths, group_cost)
+    return [(torch.arange(len(lengths)), max(lengths) if batch_rows == "trimmed" else width)]
+
+
 def length_groups(lengths, group_cost):
     """
     Split a batch's rows into groups, each to run cut to its longest row: a list of (rows,
-    length). The split minimises the positions computed plus group_cost for each group, exactly,
-    by dynamic programming over the rows sorted longest first (a group is a run of them).
+    length). The split minimises the positions computed plus group_cost for each group, exactly.
     """
-    longest_row, n = max(lengths, default=0), len(lengths)
-    # k >= 2 groups cost at least sum(lengths) + 2 group_cost, one group n * longest + group_cost:
-    # where group_cost covers the difference, one group is cheapest and the search is skipped
-    # (on a GPU it would take longer than the step)
-    if n and group_cost >= n * longest_row - sum(lengths):
-        return [(torch.arange(n), longest_row)]
+    if not lengths:
+        return []
+    if one_group_is_cheapest(lengths, group_cost):
+        return [(torch.arange(len(lengths)), max(lengths))]
+    return cheapest_groups(lengths, group_cost)
+
+
+def one_group_is_cheapest(lengths, group_cost):
+    """
+    Whether no split can beat one group, by a bound that costs nothing beside the search: k >= 2
+    groups cost at least sum(lengths) + 2 group_cost, one group n * longest + group_cost. With
+    the GPU's cost, 128 x 127, it holds for every batch of at most 128 rows of at most 127
+    positions (n * longest - sum(lengths) <= (n - 1) * longest <= 127 x 127), so there the
+    search, which would take longer than the step, never runs.
+    """
+    return group_cost >= len(lengths) * max(lengths) - sum(lengths)
+
+
+def cheapest_groups(lengths, group_cost):
+    """length_groups' search: dynamic programming over the rows sorted longest first (a group is a run of them)."""
+    n = len(lengths)
     order = np.argsort(-np.asarray(lengths), kind="stable")
     longest = np.asarray(lengths)[order]  # longest[i]: the length of a group that starts at row i
     best = np.zeros(n + 1)        # best[j]: least cost of grouping the first j rows
@@ -174,6 +209,8 @@ class Trainer:
             raise InputError(f"--compile: torch.compile is not used on {self.device_kind.label} here; "
                              f"run without --compile")
         self.rank, self.world_size = distributed.world()
+        if config.batch_rows not in BATCH_ROWS:
+            raise ValueError(f"unknown batch_rows {config.batch_rows!r}; choose one of {', '.join(BATCH_ROWS)}")
         self.group_cost = self.device_kind.group_cost
         self.tokens = 0  # target positions seen, PAD included: drives the learning rate
         self.model.to(self.device)
@@ -196,10 +233,11 @@ class Trainer:
         """
         One epoch of (x, y, each row's length up to its last target, on the host). The project's
         datasets make them with tensor code, on the device where its kind allows (dataset.py);
-        any other Dataset goes through a DataLoader, whose batches are on the host, where their
-        lengths cost nothing to find. Batches made elsewhere move to the device in loss().
+        any other Dataset, or any with config.data_loader, goes through a DataLoader, whose
+        batches are on the host, where their lengths cost nothing to find. Batches made
+        elsewhere move to the device in loss().
         """
-        if hasattr(dataset, "batches"):
+        if hasattr(dataset, "batches") and not self.config.data_loader:
             where = self.device if self.device_kind.batches_on_device else "cpu"
             return dataset.batches(self.config.batch_size, generator, where)
         loader = DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False,
@@ -213,13 +251,13 @@ class Trainer:
         of it, so that the gradients DDP averages are those of the whole batch). With backward,
         also adds its gradients to the parameters' .grad.
 
-        Rows run in groups of similar length, each cut after its longest row's last non-PAD
-        target: attention is causal and a PAD target carries no loss, so positions after a row's
-        last target change nothing, and about half of a batch is such padding. The loss is a sum
-        over targets, so summing the groups' sums gives the same loss and gradients. Each group's
-        backward runs at once, freeing its activations; DDP exchanges gradients after the last.
-        The lengths (row_lengths(y), on the host) decide the cuts, so nothing here waits for the
-        device; the loss stays there.
+        Rows run in groups of similar length (by default; config.batch_rows), each cut after its
+        longest row's last non-PAD target: attention is causal and a PAD target carries no loss,
+        so positions after a row's last target change nothing, and about half of a batch is such
+        padding. The loss is a sum over targets, so summing the groups' sums gives the same loss
+        and gradients. Each group's backward runs at once, freeing its activations; DDP exchanges
+        gradients after the last. The lengths (row_lengths(y), on the host) decide the cuts, so
+        nothing here waits for the device; the loss stays there.
         """
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
@@ -228,7 +266,8 @@ class Trainer:
         else:
             scale = 1 / (y != 0).sum().clamp(min=1)
         # a process whose share is empty still runs one (empty) group, so that DDP sees its backward
-        groups = length_groups(lengths.tolist(), self.group_cost) or [(torch.arange(0), 1)]
+        groups = row_groups(self.config.batch_rows, lengths.tolist(), y.size(1), self.group_cost) or \
+            [(torch.arange(0), 1)]
         total = 0.0
         for number, (rows, length) in enumerate(groups, start=1):
             # a group of every row is the batch itself (the loss is a sum: order does not matter)

@@ -4,9 +4,12 @@ predicted birth places against a TSV file.
 
 `sample` is the plain decoder: one forward pass over the whole context per new character.
 `greedy_decode` gives the same greedy completions for many prompts at once, feeding one
-new character per step through a cache of past keys and values.
+new character per step through a cache of past keys and values. Both keep the tokens on the
+model's device, so that on a GPU the host queues every step without waiting for one; on_host
+then reads all the completions in one transfer.
 """
 
+import itertools
 import os
 import random
 from collections import defaultdict
@@ -87,6 +90,16 @@ def greedy_decode(model, prompts, steps):
         for row, i in enumerate(indices):
             completions[i] = tokens[row]
     return completions
+
+
+def on_host(sequences):
+    """
+    1-D tensors of ids (on any device) as lists of ints, copied in one transfer: reading a GPU
+    tensor's ids one by one (int(), .item()) makes the host wait on the device for each.
+    """
+    ids = torch.cat(sequences).tolist() if sequences else []
+    ends = itertools.accumulate(len(sequence) for sequence in sequences)
+    return [ids[end - len(sequence):end] for sequence, end in zip(sequences, ends)]
 
 
 def decode_batch_with_cache(model, batch, steps):

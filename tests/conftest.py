@@ -1,7 +1,8 @@
 """
-Shared test set-up: src/ on the import path, where the real data lives, and the `cuda`
-marker: a test marked with it runs only where PyTorch sees a CUDA GPU, and is skipped
-elsewhere (on the CPU and in CI). `python -m pytest -m cuda tests` runs those alone.
+Shared test set-up: src/ on the import path, where the real data lives, and two markers: a
+test marked `cuda` runs only where PyTorch sees a CUDA GPU, and is skipped elsewhere (on the
+CPU and in CI); `python -m pytest -m cuda tests` runs those alone. A test marked `slow` (a
+minute or more on 2 cores, such as a torch.compile) runs only with `--slow`.
 """
 
 import os
@@ -27,14 +28,22 @@ def real_data_path(name):
     return path
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU; skipped where PyTorch sees none")
+    config.addinivalue_line("markers", "slow: a minute or more; runs only with --slow")
 
 
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    skips = {}
+    if not torch.cuda.is_available():
+        skips["cuda"] = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    if not config.getoption("--slow"):
+        skips["slow"] = pytest.mark.skip(reason="slow: runs with --slow")
     for item in items:
-        if item.get_closest_marker("cuda") is not None:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(skip)

@@ -396,6 +396,21 @@ def test_same_seed_gives_identical_params_and_another_seed_differs(files, finetu
     assert not torch.equal(again["tok_emb.weight"], other["tok_emb.weight"])
 
 
+def test_original_computation_computes_as_the_original_did_and_trains_the_same(files, tmp_path, monkeypatch):
+    """--original_computation (bench.py's plain path) sets the model's and the trainer's options; the same training."""
+    with monkeypatch.context() as patch:
+        RecordingTrainer.calls = []
+        patch.setattr(run, "Trainer", RecordingTrainer)
+        finetune_in_process(files, tmp_path / "untrained.params", "--original_computation")
+    (model, _, _, config), = RecordingTrainer.calls
+    assert (config.batch_rows, config.data_loader, config.num_workers) == ("padded", True, 4)
+    assert not any(block.attn.fused for block in model.blocks)
+    fast = finetune_in_process(files, tmp_path / "fast.params", "--dropout", "0")
+    original = finetune_in_process(files, tmp_path / "original.params", "--dropout", "0", "--original_computation")
+    for name, value in fast.items():
+        assert torch.allclose(original[name], value, rtol=1e-4, atol=5e-5), name
+
+
 class RecordingTrainer:
     """Stands in for trainer.Trainer: records what run.py asks for, trains nothing."""
     calls = []

@@ -1,9 +1,10 @@
 """
 The fast paths on a CUDA GPU against the plain ones: batches made on the GPU, bf16 autocast
 against fp32, length-cut batches against padded ones, trainer steps against the CPU's, a
-training loop that waits on the GPU only where it reads its losses, and batched cached
-decoding against sample(), for both variants. Every test here carries the `cuda` marker:
-skipped where PyTorch sees no CUDA GPU (the CPU, CI); bench/gpu_check.sh runs them first.
+training loop that waits on the GPU only where it reads its losses, batched cached decoding
+against sample(), and decoding that waits on the GPU only to read its completions, for every
+variant. Every test here carries the `cuda` marker: skipped where PyTorch sees no CUDA GPU
+(the CPU, CI); bench/gpu_check.sh runs them first.
 """
 
 import pytest
@@ -14,7 +15,7 @@ from conftest import real_data_path
 from dataset import CharCorruptionDataset, NameDataset, row_lengths
 from model import GPT, VARIANTS, GPTConfig
 from trainer import Trainer, TrainerConfig
-from utils import greedy_decode, sample
+from utils import greedy_decode, on_host, sample
 
 pytestmark = pytest.mark.cuda
 
@@ -166,3 +167,16 @@ def test_batched_cached_decoding_on_the_gpu_equals_sample(variant):
     for prompt, completion in zip(prompts, completions):
         assert torch.equal(completion, sample(model, prompt[None], 32)[0])
     assert len({tuple(c[-32:].tolist()) for c in completions}) > 4
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_decoding_on_the_gpu_waits_on_it_only_to_read_the_completions(variant):
+    model = sharp_model(variant, "cuda")
+    generator = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(2, 60, (n,), generator=generator).cuda() for n in [3, 20, 20, 57, 110]]
+    torch.cuda.set_sync_debug_mode("error")  # any wait on the GPU raises
+    try:
+        completions = greedy_decode(model, prompts, 32)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert on_host(completions) == [completion.tolist() for completion in completions]

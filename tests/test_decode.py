@@ -2,9 +2,11 @@
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from dataset import decode
 from model import GPT, VARIANTS, GPTConfig, KVCache
-from utils import evaluate_places, greedy_decode, sample, set_seed
+from utils import evaluate_places, greedy_decode, on_host, sample, set_seed
 
 
 def trained_like_model(variant, seed=0):
@@ -45,6 +47,35 @@ def test_greedy_decode_gives_the_same_completions_as_sample(variant):
         want = sample(model, prompt[None], 10, sample=False)[0]
         assert torch.equal(completion, want)
     assert len({tuple(c[-10:].tolist()) for c in got}) > 3  # the prompts really differ in outcome
+
+
+class ElementReads(TorchDispatchMode):
+    """Counts the host's reads of single tensor elements (.item(), int(), a tensor in an if): on a GPU each waits."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func is torch.ops.aten._local_scalar_dense.default
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_decoding_reads_no_element_on_the_host_and_on_host_reads_the_completions_whole(variant):
+    """The decoding loops leave the tokens where the model is; the completions are read in one transfer."""
+    model = trained_like_model(variant)
+    generator = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(2, 40, (n,), generator=generator) for n in [3, 7, 7, 20, 41]]  # 41: through sample()
+    itos = [chr(ord("a") + i) for i in range(40)]
+    with ElementReads() as reads:
+        completions = greedy_decode(model, prompts, 10)
+        sampled = sample(model, prompts[0][None], 10, sample=True, top_k=5)
+        texts = [decode(itos, ids) for ids in on_host(completions)]
+    assert reads.count == 0
+    assert texts == [decode(itos, ids) for ids in completions]  # as read one element at a time
+    assert on_host(completions) == [c.tolist() for c in completions] and on_host([]) == []
+    assert sampled.shape == (1, 13)
 
 
 def test_synthesizer_refuses_more_positions_than_w2_has_columns():

@@ -1,6 +1,7 @@
 """The trainer against the spec: schedule, weight-decay groups, token counter, length groups that change nothing, precision."""
 
 import math
+import random
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from conftest import real_data_path
 from dataset import CharCorruptionDataset, NameDataset, row_lengths
 from device import CPU, CUDA
 from model import GPT, VARIANTS, GPTConfig
-from trainer import Trainer, TrainerConfig, learning_rate_at, length_groups, parameter_groups
+from trainer import BATCH_ROWS, Trainer, TrainerConfig, learning_rate_at, length_groups, parameter_groups
 
 
 def test_trainer_config_defaults():
@@ -108,6 +109,26 @@ def test_on_a_gpu_a_batch_stays_one_group_cut_after_its_longest_row():
             == [(len(lengths), max(lengths))]
 
 
+def test_on_a_gpu_the_search_never_runs_for_a_batch_of_at_most_128_rows(monkeypatch):
+    """With the GPU's group cost the bound settles every batch of up to block_size rows: one group, no search."""
+    searches = []
+    search = trainer_module.cheapest_groups
+    monkeypatch.setattr(trainer_module, "cheapest_groups", lambda *args: searches.append(args) or search(*args))
+    gpu = trainer_module.GROUP_COST["gpu"]
+    generator = torch.Generator().manual_seed(0)
+    batches = [[127] + [1] * 127, [1] * 128, [127] * 128, [64], [127, 1]]  # the most padding a batch can have first
+    for _ in range(300):
+        rows, longest = (int(torch.randint(1, high, (), generator=generator)) for high in (129, 128))
+        batches.append(torch.randint(1, longest + 1, (rows,), generator=generator).tolist())
+    for lengths in batches:
+        assert [(len(rows), length) for rows, length in length_groups(lengths, gpu)] == [(len(lengths), max(lengths))]
+    assert not searches
+    for lengths in batches[:40]:  # the search itself agrees: one group is the cheapest
+        assert len(search(lengths, gpu)) == 1
+    # where a split can pay (more rows than the block has positions, and much padding), the search runs
+    assert len(length_groups([127] * 100 + [1] * 156, gpu)) == 2 and len(searches) == 1
+
+
 def pretraining_batch(rows):
     text = real_data_path("wiki.txt").read_text(encoding="utf-8")
     torch.manual_seed(0)
@@ -127,13 +148,18 @@ def no_dropout_model(variant, seed=0, **size):
     return GPT(GPTConfig(256, 128, variant=variant, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0, **size))
 
 
+@pytest.mark.parametrize("batch_rows", BATCH_ROWS)
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("batch", [pretraining_batch, finetuning_batch])
-def test_grouped_loss_and_gradients_equal_the_padded_ones(variant, batch):
-    """Trainer.loss (rows in length groups, each cut) against the model's own loss on all 127 positions."""
+def test_grouped_loss_and_gradients_equal_the_padded_ones(variant, batch, batch_rows):
+    """
+    Trainer.loss, its rows run each way config.batch_rows offers (in length groups, each cut; in
+    one group cut after the longest row; all at every position), against the model's own loss on
+    all 127 positions.
+    """
     x, y = batch(48)
     model = no_dropout_model(variant)
-    trainer = Trainer(model, None, None, TrainerConfig(device="cpu", precision="fp32"))
+    trainer = Trainer(model, None, None, TrainerConfig(device="cpu", precision="fp32", batch_rows=batch_rows))
     trainer.group_cost = 16  # several groups even in a small batch
     assert len(length_groups(row_lengths(y).tolist(), trainer.group_cost)) > 1
 
@@ -143,48 +169,76 @@ def test_grouped_loss_and_gradients_equal_the_padded_ones(variant, batch):
     padded_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
 
     model.zero_grad()
+    widths = []  # the positions each of the model's passes runs
+    model.register_forward_hook(lambda module, inputs, output: widths.append(inputs[0].size(1)))
     grouped_loss = trainer.loss(x, y, row_lengths(y), backward=True)
+    lengths = row_lengths(y).tolist()
+    assert widths == {"grouped": [length for _, length in length_groups(lengths, 16)], "trimmed": [max(lengths)],
+                      "padded": [127]}[batch_rows]
     assert torch.allclose(grouped_loss, padded_loss, rtol=1e-5, atol=0)
     for name, p in model.named_parameters():
         assert torch.allclose(p.grad, padded_grads[name], rtol=1e-3, atol=1e-6), name
     assert trainer.loss(x, y, row_lengths(y)).item() == pytest.approx(padded_loss.item(), rel=1e-5)
 
 
-def one_group(lengths, group_cost):
-    """The path before grouping: the whole batch, cut after its longest row."""
-    return [(torch.arange(len(lengths)), max(lengths))]
-
-
-def full_rows(lengths, group_cost):
-    """The original's path: the whole batch at all 127 positions."""
-    return [(torch.arange(len(lengths)), 127)]
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_trainer_steps_end_with_the_same_params_grouped_or_not(variant, monkeypatch):
+def test_trainer_steps_end_with_the_same_params_grouped_or_not(variant):
+    """Three steps with the batch's rows in length groups, in one group cut after the longest row, and padded."""
     x, y = pretraining_batch(64)
     batches = [(x[:32], y[:32]), (x[32:], y[32:]), (x[16:48], y[16:48])]
     size = dict(n_layer=2, n_head=4, n_embd=64)
     params = {}
-    for path in ["grouped", one_group, full_rows]:
-        if path != "grouped":
-            monkeypatch.setattr(trainer_module, "length_groups", path)
+    for batch_rows in BATCH_ROWS:
         model = no_dropout_model(variant, **size)
         trainer = Trainer(model, None, None, TrainerConfig(device="cpu", precision="fp32", learning_rate=3e-3,
-                                                           lr_decay=True, warmup_tokens=100, final_tokens=10_000))
+                                                           lr_decay=True, warmup_tokens=100, final_tokens=10_000,
+                                                           batch_rows=batch_rows))
         optimizer = trainer.optimizer()
         for batch in batches:
             trainer.step(optimizer, *batch, row_lengths(batch[1]))
         assert trainer.tokens == 96 * 127
-        params[getattr(path, "__name__", path)] = model.state_dict()
+        params[batch_rows] = model.state_dict()
     initial = no_dropout_model(variant, **size).state_dict()
     # Adam turns rounding differences of near-zero gradients into moves of up to 1e-5; three
     # steps at a learning rate of 3e-3 move the weights by about 1e-2, a thousand times more
     for name, value in params["grouped"].items():
-        for other in ["one_group", "full_rows"]:
+        for other in ["trimmed", "padded"]:
             assert torch.allclose(value, params[other][name], rtol=1e-4, atol=5e-5), (name, other)
         if not name.endswith(("mask", "rope_cache")):
             assert not torch.allclose(value, initial[name]), name  # the steps moved every parameter
+
+
+def test_an_unknown_way_of_running_a_batchs_rows_is_refused():
+    with pytest.raises(ValueError, match="unknown batch_rows 'cut'; choose one of grouped, trimmed, padded"):
+        Trainer(GPT(GPTConfig(256, 128, n_layer=1, n_head=2, n_embd=16)), None, None,
+                TrainerConfig(device="cpu", batch_rows="cut"))
+
+
+def test_a_data_loader_builds_each_batch_one_example_at_a_time_as_the_original():
+    """config.data_loader: batches of __getitem__'s examples (in worker processes), not the dataset's batches()."""
+    from test_dataset import CORPUS
+    pretraining = CharCorruptionDataset(CORPUS + "\nWhere was Ada born? In London.", 32)
+    places = "\n".join(f"Where was {name} born?\t{place}" for name, place in
+                       [("Ada", "London"), ("Alan", "Maida Vale"), ("Grace", "Harvard"), ("Ann Lee", "Leeds")] * 2)
+    finetuning = NameDataset(pretraining, places)
+    model = GPT(GPTConfig(pretraining.vocab_size, 32, n_layer=1, n_head=2, n_embd=16))
+
+    def batches(dataset, **options):
+        trainer = Trainer(model, None, None, TrainerConfig(batch_size=3, device="cpu", **options))
+        return list(trainer.epoch_batches(dataset, torch.Generator().manual_seed(0)))
+
+    own, loaded = batches(finetuning), batches(finetuning, data_loader=True, num_workers=2)
+    assert [len(x) for x, _, _ in loaded] == [3, 3, 2]
+    for got, want in zip(loaded, own, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+    random.seed(5)  # span corruption draws from Python's generator one example at a time
+    examples = [pretraining[i] for i in range(len(pretraining))]
+    random.seed(5)
+    loaded = batches(pretraining, data_loader=True)
+    assert torch.equal(torch.cat([x for x, _, _ in loaded]), torch.stack([x for x, _ in examples]))
+    assert torch.equal(torch.cat([y for _, y, _ in loaded]), torch.stack([y for _, y in examples]))
+    assert torch.equal(torch.cat([lengths for _, _, lengths in loaded]),
+                       row_lengths(torch.stack([y for _, y in examples])))
 
 
 def test_counter_counts_every_target_position_pad_included():

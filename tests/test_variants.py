@@ -121,6 +121,72 @@ def test_rope_scores_depend_on_relative_positions_only():
     assert not torch.allclose(near, q @ k.transpose(-1, -2), rtol=1e-3, atol=1e-3)
 
 
+def complex_rotation(x, rope_cache, start=0):
+    """rotate as torch's complex numbers compute it (src/ before issue 19): in float32 at least, in x's dtype."""
+    table = torch.view_as_complex(rope_cache[start:start + x.size(-2)].contiguous())
+    wide = x if x.dtype == torch.float64 else x.float()
+    return torch.view_as_real(torch.view_as_complex(wide.unflatten(-1, (-1, 2))) * table).flatten(-2).to(x.dtype)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-6), (torch.bfloat16, 2 ** -7)])
+def test_rope_rotation_in_real_arithmetic_equals_the_complex_product(dtype, tolerance):
+    torch.manual_seed(0)
+    cache = CausalSelfAttention(BareConfig(), rotary=True).rope_cache
+    x = torch.randn(3, 4, 20, 16).to(dtype).requires_grad_()
+    for start in [0, 7, 12]:
+        got, want = rotate(x, cache, start), complex_rotation(x, cache, start)
+        assert got.dtype == dtype
+        assert torch.allclose(got.float(), want.float(), rtol=tolerance, atol=tolerance)
+        outside = torch.randn(got.shape).to(dtype)
+        got_grad, = torch.autograd.grad(got, x, outside)
+        want_grad, = torch.autograd.grad(want, x, outside)
+        assert torch.allclose(got_grad.float(), want_grad.float(), rtol=tolerance, atol=tolerance)
+
+
+def tiny_rope_model():
+    torch.manual_seed(0)
+    return GPT(GPTConfig(40, 16, variant="rope", n_layer=1, n_head=2, n_embd=16, embd_pdrop=0, resid_pdrop=0,
+                         attn_pdrop=0))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_torch_compile_traces_each_model_whole_without_complex_numbers(variant):
+    """
+    What --compile needs (the trainer compiles with dynamic shapes): one graph of the whole
+    forward, no break, and no complex tensor in it, for which inductor generates no code.
+    Without dropout: on a CPU, dropout.py's random bits (random_) break the graph.
+    """
+    graphs = []
+
+    def inspecting_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(40, 16, variant=variant, n_layer=3, n_head=2, n_embd=16, bottleneck_dim=4, embd_pdrop=0,
+                          resid_pdrop=0, attn_pdrop=0))
+    idx, targets = torch.randint(0, 40, (2, 15)), torch.randint(0, 40, (2, 15))
+    _, loss = torch.compile(model, backend=inspecting_backend, fullgraph=True, dynamic=True)(idx, targets)
+    loss.backward()
+    assert len(graphs) == 1
+    values = [node.meta.get("example_value") for node in graphs[0].graph.nodes]
+    assert not any(isinstance(value, torch.Tensor) and value.is_complex() for value in values)
+
+
+@pytest.mark.slow
+def test_a_rope_model_compiled_computes_what_it_does_eagerly():
+    """torch.compile with inductor, as --compile runs it, of a tiny rope model: forward and backward as eager's."""
+    model = tiny_rope_model()
+    idx, targets = torch.randint(0, 40, (2, 15)), torch.randint(0, 40, (2, 15))
+    _, eager_loss = model(idx, targets)
+    eager_grads = torch.autograd.grad(eager_loss, list(model.parameters()))
+    _, compiled_loss = torch.compile(model, fullgraph=True, dynamic=True)(idx, targets)
+    compiled_grads = torch.autograd.grad(compiled_loss, list(model.parameters()))
+    assert torch.allclose(compiled_loss, eager_loss, rtol=1e-5, atol=1e-6)
+    for got, want in zip(compiled_grads, eager_grads):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
 def test_rope_needs_an_even_head_size():
     class Odd(BareConfig):
         n_embd, n_head = 12, 4
