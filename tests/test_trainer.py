@@ -114,7 +114,7 @@ def test_on_a_gpu_the_search_never_runs_for_a_batch_of_at_most_128_rows(monkeypa
     searches = []
     search = trainer_module.cheapest_groups
     monkeypatch.setattr(trainer_module, "cheapest_groups", lambda *args: searches.append(args) or search(*args))
-    gpu = trainer_module.GROUP_COST["gpu"]
+    gpu = CUDA.group_cost
     generator = torch.Generator().manual_seed(0)
     batches = [[127] + [1] * 127, [1] * 128, [127] * 128, [64], [127, 1]]  # the most padding a batch can have first
     for _ in range(300):
