@@ -17,12 +17,15 @@ RESULTS_FOLDER = Path("results")
 
 
 def describe(recipe):
-    """A recipe in words: the full run (and its schedule), or the CPU recipe's flags."""
-    if "model" not in recipe:  # the handout's model: the full run, perhaps with another year's schedule
-        schedule = f" and the 2023-24 schedule (pretrain `{' '.join(recipe['pretrain'])}`)" if recipe else ""
-        return f"the handout's full run (650 pretraining epochs per variant, the handout's model and flags{schedule})"
-    return "the CPU recipe, the handout's commands with these flags added: " + "; ".join(
-        f"{'every command' if kind == 'model' else kind} `{' '.join(flags)}`" for kind, flags in recipe.items())
+    """A recipe in words, from its flags: the CPU recipe's, the short run's, or the full run (and its schedule)."""
+    pretrain = " ".join(recipe.get("pretrain", []))
+    if "model" in recipe:
+        return "the CPU recipe, the handout's commands with these flags added: " + "; ".join(
+            f"{'every command' if kind == 'model' else kind} `{' '.join(flags)}`" for kind, flags in recipe.items())
+    if "--max_epochs" in recipe.get("pretrain", []):  # the handout's model, its pretraining cut short
+        return f"the short run, the handout's model and commands with pretrain `{pretrain}` added"
+    schedule = f" and the 2023-24 schedule (pretrain `{pretrain}`)" if recipe else ""
+    return f"the handout's full run (650 pretraining epochs per variant, the handout's model and flags{schedule})"
 
 
 def summary(values):
@@ -97,11 +100,16 @@ def write_results(header, rows, seeds, recipe, minutes, device_name, figures, an
     defaults), the recipe, the table, the figures and the analysis.
     """
     sentence = describe(recipe)[0].upper() + describe(recipe)[1:]
-    length = (f"**{sentence}.** A smaller model, pretrained for far less than the "
-              f"handout's: its accuracies are what this much pretraining gives (BENCHMARKS.md, \"A CPU recipe\", "
-              f"has the sweep behind it), not the handout's figures; `python handout.py --length full` on a GPU "
-              f"makes those." if "model" in recipe
-              else f"{sentence}.")
+    if "model" in recipe:
+        length = (f"**{sentence}.** A smaller model, pretrained for far less than the handout's: its accuracies "
+                  f"are what this much pretraining gives (BENCHMARKS.md, \"A CPU recipe\", has the sweep behind it), "
+                  f"not the handout's figures; `python handout.py --length full` on a GPU makes those.")
+    elif "--max_epochs" in recipe.get("pretrain", []):
+        length = (f"**{sentence}.** The handout's model, pretrained for a fraction of the handout's 650 epochs: its "
+                  f"accuracies are what this much pretraining gives (BENCHMARKS.md, \"The short run\"), not the "
+                  f"handout's figures; `python handout.py --length full` makes those.")
+    else:
+        length = f"{sentence}."
     figure_lines = "\n\n".join(f"![{path.stem}]({path.as_posix()})" for path in figures) or \
         "(no figures: matplotlib is not installed; `pip install matplotlib`, then run `python handout.py` again)"
     command = shlex.join(["python", "handout.py", *(["--seeds", *map(str, seeds)] if seeds != [0] else []),

@@ -157,6 +157,32 @@ def test_the_recipe_is_described_by_its_flags():
         assert " ".join(flags) in handout_report.describe(handout.CPU_RECIPE)
 
 
+def test_the_short_run_is_the_handouts_model_with_its_pretraining_and_cosine_cut_to_short_epochs():
+    import run
+    from model import GPTConfig
+
+    recipe = handout.choose_recipe("short", "2021", CPU)
+    assert recipe is handout.SHORT_RECIPE and handout.choose_recipe("short", "2021", CUDA) is recipe
+    epochs = int(handout.SHORT_EPOCHS)
+    assert 0 < epochs < 650
+    corpus = [None] * 2937
+    for _, arguments, training in handout.handout_steps():
+        if arguments[0] != "src/run.py":
+            continue
+        args = run.parse_args(arguments[1:] + handout.recipe_flags(recipe, training))
+        assert (args.n_layer, args.n_head, args.n_embd) == (GPTConfig.n_layer, GPTConfig.n_head, GPTConfig.n_embd)
+        cut = (epochs, epochs) if training == "pretrain" else (None, None)  # the finetunings are the handout's
+        assert (args.max_epochs, args.cosine_epochs) == cut
+        assert (args.batch_size, args.learning_rate, args.dropout) == (None, None, None)
+    # the cosine reaches its floor with the run's last epoch: at 200, the handout's own schedule to the token
+    assert run.final_tokens(corpus, corpus, float(epochs)) == epochs * 2937 * 128 == run.final_tokens(corpus)
+    assert handout_report.describe(recipe) == (f"the short run, the handout's model and commands with pretrain "
+                                               f"`--max_epochs {epochs} --cosine_epochs {epochs}` added")
+    with pytest.raises(ValueError, match=r"^--schedule 2023-24 is for the full run: the short run's pretraining "):
+        handout.choose_recipe("short", "2023-24", CUDA)
+    assert handout.choose_recipe("auto", "2021", CPU) is handout.CPU_RECIPE  # not (yet) the default
+
+
 def test_run_py_accepts_every_command_of_the_cpu_recipe():
     import run
     from params import build_model
@@ -208,6 +234,8 @@ def test_results_md_names_the_recipe_that_ran(tmp_path, monkeypatch):
     header, rows = handout_report.accuracy_table([{name: 1.0 for name in HANDOUT_ROWS}])
     for recipe, opening in [(handout.CPU_RECIPE, "**The CPU recipe, the handout's commands with these flags added: "
                                                  "every command `--n_layer 2 --n_head 8 --n_embd 128`;"),
+                            (handout.SHORT_RECIPE, "**The short run, the handout's model and commands with "
+                                                   "pretrain `--max_epochs"),
                             ({}, "The handout's full run (650 pretraining epochs per variant")]:
         handout_report.write_results(header, rows, [0], recipe, 22.1, "a CPU", [], "vanilla", "report")
         assert Path("RESULTS.md").read_text(encoding="utf-8").split("\n")[4].startswith(opening)
