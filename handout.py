@@ -267,7 +267,8 @@ def run_handout(args, recipe, device_kind):
     other_code_rows = {row for row, arguments, _ in steps if shlex.join(arguments) in other_code}
     header, rows = accuracy_table(results_by_seed, other_code_rows)
     device_name = device_kind.table_name()
-    other_flags = [*(["--variants", *args.variants] if args.variants != HANDOUT_VARIANTS else []),
+    other_flags = [*(["--length", args.length] if args.length != "auto" else []),
+                   *(["--variants", *args.variants] if args.variants != HANDOUT_VARIANTS else []),
                    *(["--schedule", args.schedule] if args.schedule != "2021" else []),
                    *(["--precision", args.precision] if args.precision != "auto" else []),
                    *(["--snapshot_epochs", *map(str, args.snapshot_epochs)] if args.snapshot_epochs else [])]
