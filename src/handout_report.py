@@ -16,16 +16,35 @@ from params import metrics_path
 RESULTS_FOLDER = Path("results")
 
 
+def recipe_kind(recipe):
+    """The run a recipe's flags make: "cpu" (a smaller model), "short" (the pretraining cut) or "full"."""
+    if "model" in recipe:
+        return "cpu"
+    return "short" if "--max_epochs" in recipe.get("pretrain", []) else "full"
+
+
 def describe(recipe):
     """A recipe in words, from its flags: the CPU recipe's, the short run's, or the full run (and its schedule)."""
     pretrain = " ".join(recipe.get("pretrain", []))
-    if "model" in recipe:
+    kind = recipe_kind(recipe)
+    if kind == "cpu":
         return "the CPU recipe, the handout's commands with these flags added: " + "; ".join(
-            f"{'every command' if kind == 'model' else kind} `{' '.join(flags)}`" for kind, flags in recipe.items())
-    if "--max_epochs" in recipe.get("pretrain", []):  # the handout's model, its pretraining cut short
+            f"{'every command' if step == 'model' else step} `{' '.join(flags)}`" for step, flags in recipe.items())
+    if kind == "short":
         return f"the short run, the handout's model and commands with pretrain `{pretrain}` added"
     schedule = f" and the 2023-24 schedule (pretrain `{pretrain}`)" if recipe else ""
     return f"the handout's full run (650 pretraining epochs per variant, the handout's model and flags{schedule})"
+
+
+# What RESULTS.md says after the recipe's name, by kind: that a cut-down run's figures are not the handout's
+NOT_THE_HANDOUTS_FIGURES = {
+    "cpu": "A smaller model, pretrained for far less than the handout's: its accuracies are what this much "
+           "pretraining gives (BENCHMARKS.md, \"A CPU recipe\", has the sweep behind it), not the handout's figures; "
+           "`python handout.py --length full` on a GPU makes those.",
+    "short": "The handout's model, pretrained for a fraction of the handout's 650 epochs: its accuracies are what "
+             "this much pretraining gives (BENCHMARKS.md, \"The short run\"), not the handout's figures; "
+             "`python handout.py --length full` makes those.",
+}
 
 
 def summary(values):
@@ -99,17 +118,10 @@ def write_results(header, rows, seeds, recipe, minutes, device_name, figures, an
     RESULTS.md: the command that ran (other_flags: the ones besides --seeds that differ from their
     defaults), the recipe, the table, the figures and the analysis.
     """
-    sentence = describe(recipe)[0].upper() + describe(recipe)[1:]
-    if "model" in recipe:
-        length = (f"**{sentence}.** A smaller model, pretrained for far less than the handout's: its accuracies "
-                  f"are what this much pretraining gives (BENCHMARKS.md, \"A CPU recipe\", has the sweep behind it), "
-                  f"not the handout's figures; `python handout.py --length full` on a GPU makes those.")
-    elif "--max_epochs" in recipe.get("pretrain", []):
-        length = (f"**{sentence}.** The handout's model, pretrained for a fraction of the handout's 650 epochs: its "
-                  f"accuracies are what this much pretraining gives (BENCHMARKS.md, \"The short run\"), not the "
-                  f"handout's figures; `python handout.py --length full` makes those.")
-    else:
-        length = f"{sentence}."
+    described = describe(recipe)
+    sentence = described[0].upper() + described[1:]
+    note = NOT_THE_HANDOUTS_FIGURES.get(recipe_kind(recipe))
+    length = f"**{sentence}.** {note}" if note else f"{sentence}."
     figure_lines = "\n\n".join(f"![{path.stem}]({path.as_posix()})" for path in figures) or \
         "(no figures: matplotlib is not installed; `pip install matplotlib`, then run `python handout.py` again)"
     command = shlex.join(["python", "handout.py", *(["--seeds", *map(str, seeds)] if seeds != [0] else []),
