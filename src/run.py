@@ -18,6 +18,11 @@ import signal
 import sys
 from pathlib import Path
 
+import allocator
+
+if __name__ == "__main__":
+    allocator.restart_with_jemalloc()  # before torch is imported, which the restarted process then does once
+
 import torch
 
 import distributed
