@@ -31,11 +31,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-from torch.profiler import ProfilerActivity, profile
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+import allocator  # noqa: E402
+
+if __name__ == "__main__":
+    allocator.restart_with_jemalloc()  # every path measured with the allocator run.py trains with
+
+import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
 import run  # noqa: E402
 from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset  # noqa: E402
 from device import CPU, kind_of, resolve_device  # noqa: E402
