@@ -33,6 +33,11 @@ def test_preloading_without_the_library_goes_on_as_it_is():
     assert preloading({"PATH": "/usr/bin"}, None) is None
 
 
+def environment_with(**preload):
+    """This process's environment, with LD_PRELOAD as given or (by default) unset."""
+    return {**{key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}, **preload}
+
+
 def allocator_in_use(tmp_path, **environment):
     """
     LD_PRELOAD, whether jemalloc is mapped, the -W options and the arguments, in a process that
@@ -43,10 +48,9 @@ def allocator_in_use(tmp_path, **environment):
                       "allocator.restart_with_jemalloc()\n"
                       "print(repr(os.environ.get('LD_PRELOAD')), 'jemalloc' in open('/proc/self/maps').read(),\n"
                       "      sys.warnoptions, sys.argv[1:])\n")
-    base = {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}
     # the interpreter's -W and the script's argument: the interpreter's flags survive the restart
     result = subprocess.run([sys.executable, "-W", "error::FutureWarning", str(script), "--flag", "x"],
-                            env={**base, **environment}, capture_output=True, text=True, timeout=60)
+                            env=environment_with(**environment), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -66,11 +70,10 @@ def test_training_under_jemalloc_gives_the_same_params_as_under_glibc(tmp_path, 
                                 for i in range(40)), encoding="utf-8")
     params = {}
     for name, environment in (("jemalloc", {}), ("glibc", {"LD_PRELOAD": ""})):
-        base = {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}
         params[name] = tmp_path / f"{name}.params"
         result = subprocess.run([sys.executable, "src/run.py", "pretrain", "vanilla", str(corpus),
                                  "--writing_params_path", str(params[name]), "--max_epochs", "2", "--batch_size",
                                  "8", "--device", "cpu", "--precision", precision],
-                                cwd=ROOT, env={**base, **environment}, capture_output=True, text=True, timeout=300)
+                                cwd=ROOT, env=environment_with(**environment), capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
     assert params["jemalloc"].read_bytes() == params["glibc"].read_bytes()
