@@ -5,7 +5,8 @@ every so often and when it is stopped (Ctrl-C, SIGTERM, a loss that is no longer
 and `--resume` picks it up. On a CPU with a fixed seed a resumed run ends with the same
 params as an uninterrupted one: the model, the optimizer, the learning-rate counter and
 every random generator (Python, NumPy, torch's, the training device's own, the data's) are
-restored.
+restored. Under torchrun, where each process draws its own dropout masks, torch's and the
+device's generators are kept for every process, and each process takes its own back.
 
 A checkpoint holds tensors and plain values only (NumPy's generator state is stored as a
 list), so it is read with torch.load(weights_only=True): a file whose unpickling would run
@@ -19,9 +20,10 @@ import random
 import numpy as np
 import torch
 
+import distributed
 from safe_io import InputError, atomic_output
 
-FORMAT = 2  # 1 (unnumbered) held NumPy's state as an array, which needs weights_only=False
+FORMAT = 3  # 1 (unnumbered) held NumPy's state as an array, which needs weights_only=False; 2 one torch state
 
 
 def capture(model, optimizer, data_generator, epoch, tokens, metrics, settings, precision, device_kind):
@@ -42,13 +44,20 @@ def capture(model, optimizer, data_generator, epoch, tokens, metrics, settings, 
         "random": {
             "python": random.getstate(),  # a tuple of ints and a float or None: plain values already
             "numpy": numpy_state(),
-            "torch": torch.get_rng_state(),
             "data": data_generator.get_state(),
+            # the generators each process draws its dropout from: its own under torchrun (a collective)
+            "by_process": distributed.every_process(process_generators(device_kind)),
         },
     }
-    if device_kind.get_rng_state is not None:
-        state["random"][device_kind.name] = device_kind.get_rng_state()
     return state
+
+
+def process_generators(device_kind):
+    """The state of torch's generator and, where it has one, the device's, under their names."""
+    states = {"torch": torch.get_rng_state()}
+    if device_kind.get_rng_state is not None:
+        states[device_kind.name] = device_kind.get_rng_state()
+    return states
 
 
 def numpy_state():
@@ -70,10 +79,15 @@ def restore(state, model, optimizer, data_generator, settings, path, device_kind
     numpy = generators["numpy"]
     np.random.set_state((numpy["name"], np.array(numpy["key"], dtype=np.uint32), numpy["position"],
                          numpy["has_gauss"], numpy["gauss"]))
-    torch.set_rng_state(generators["torch"])
+    rank, processes = distributed.world()
+    if len(generators["by_process"]) != processes:
+        raise InputError(f"{path} was made by a run of {len(generators['by_process'])} processes, this one has "
+                         f"{processes}; resume with as many (torchrun --nproc_per_node), or delete it to start afresh")
+    own = generators["by_process"][rank]
+    torch.set_rng_state(own["torch"])
     # resumed on another kind of device than it started on, a run's device draws afresh
-    if device_kind.set_rng_state is not None and device_kind.name in generators:
-        device_kind.set_rng_state(generators[device_kind.name])
+    if device_kind.set_rng_state is not None and device_kind.name in own:
+        device_kind.set_rng_state(own[device_kind.name])
     data_generator.set_state(generators["data"])
 
 
@@ -95,7 +109,17 @@ def load(path):
     except Exception as error:
         raise InputError(f"{path} is not a readable checkpoint ({type(error).__name__}); "
                          f"delete it and run without --resume") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in (2, FORMAT):
         raise InputError(f"{path} is not a checkpoint of this version of run.py (format {FORMAT}); "
                          f"delete it and run without --resume")
+    return upgraded(state)
+
+
+def upgraded(state):
+    """A state of format 2 (one process's generators beside the shared ones) in today's layout."""
+    if state["format"] == 2:
+        generators = state["random"]
+        own = {name: generators.pop(name) for name in list(generators) if name not in ("python", "numpy", "data")}
+        generators["by_process"] = [own]
+        state["format"] = FORMAT
     return state

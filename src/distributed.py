@@ -48,6 +48,28 @@ def finish():
         dist.destroy_process_group()
 
 
+def own_random_stream():
+    """
+    Make torch's generators (the CPU's and the devices') this process's own. Every process is
+    seeded alike, so that all build the same model and the same global batches; dropout, which
+    draws from these generators, must then draw independent masks in each, not the same ones.
+    Derived from the shared state, so the same command draws the same streams again. Alone, a
+    process's stream is left as it is.
+    """
+    rank, world_size = world()
+    if world_size > 1:
+        torch.manual_seed(int(torch.randint(2 ** 62, ())) + rank)
+
+
+def every_process(value):
+    """[rank 0's value, rank 1's, ...] in every process; [value] alone."""
+    if world()[1] == 1:
+        return [value]
+    values = [None] * world()[1]
+    dist.all_gather_object(values, value)
+    return values
+
+
 def share_of_batch(x, y, lengths):
     """
     This process's rows of the global batch (and their lengths), and the factor that turns the

@@ -216,6 +216,7 @@ class Trainer:
         self.model.to(self.device)
         # the data's random draws get a generator of their own, so a checkpoint can restore it
         self.data_generator = torch.Generator().manual_seed(int(torch.randint(2 ** 62, ())))
+        distributed.own_random_stream()  # under torchrun: each process's dropout masks its own
         self.wrapped_model = model  # what the steps call: the model, within DDP and torch.compile when used
         if self.world_size > 1:
             self.wrapped_model = DistributedDataParallel(

@@ -81,7 +81,14 @@ def draws(data_generator):
     }
 
 
-def test_the_random_generators_come_back_exactly(tmp_path):
+def format_2(state):
+    """A state as format 2 kept it: one process's generators beside the shared ones."""
+    [own] = state["random"].pop("by_process")
+    return {**state, "format": 2, "random": {**state["random"], **own}}
+
+
+@pytest.mark.parametrize("write", [lambda state: state, format_2], ids=["today's format", "format 2"])
+def test_the_random_generators_come_back_exactly(tmp_path, write):
     model = tiny_model()
     optimizer = torch.optim.AdamW(model.parameters())
     data_generator = torch.Generator().manual_seed(3)
@@ -90,7 +97,7 @@ def test_the_random_generators_come_back_exactly(tmp_path):
     torch.manual_seed(4)
     random.gauss(0, 1)  # each keeps the second of a pair of Gaussians: part of its state
     np.random.standard_normal()
-    checkpoint.save(capture(model, optimizer, data_generator), tmp_path / "c.checkpoint")
+    checkpoint.save(write(capture(model, optimizer, data_generator)), tmp_path / "c.checkpoint")
     after_capture = draws(data_generator)
     draws(data_generator)  # on, past the captured state
     state = checkpoint.load(tmp_path / "c.checkpoint")

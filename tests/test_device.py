@@ -112,8 +112,10 @@ def test_a_checkpoint_keeps_the_devices_own_random_state_under_its_name():
     model = tiny_model()
     optimizer = torch.optim.AdamW(model.parameters())
     state = checkpoint.capture(model, optimizer, torch.Generator(), 0, 0, [], {}, "fp32", kind)
-    assert torch.equal(state["random"]["mps"], torch.tensor([7])) and "cuda" not in state["random"]
+    [own] = state["random"]["by_process"]  # one process: one state of its own
+    assert torch.equal(own["mps"], torch.tensor([7])) and "cuda" not in own
     checkpoint.restore(state, model, optimizer, torch.Generator(), {}, "c", kind)
     assert torch.equal(restored[0], torch.tensor([7]))
     cpu_state = checkpoint.capture(model, optimizer, torch.Generator(), 0, 0, [], {}, "fp32", CPU)
-    assert set(cpu_state["random"]) == {"python", "numpy", "torch", "data"}  # a CPU's generator is torch's
+    assert set(cpu_state["random"]) == {"python", "numpy", "data", "by_process"}
+    assert [set(own) for own in cpu_state["random"]["by_process"]] == [{"torch"}]  # a CPU's generator is torch's

@@ -1,4 +1,7 @@
-"""Data parallelism: one DDP step on 2 CPU processes (gloo) equals one single-process step."""
+"""
+Data parallelism: one DDP step on 2 CPU processes (gloo) equals one single-process step, and
+each process draws dropout masks of its own, which a resume point gives back to it.
+"""
 
 import subprocess
 import sys
@@ -9,7 +12,8 @@ import torch
 
 from model import VARIANTS
 
-STEP = Path(__file__).resolve().parent / "helpers" / "ddp_step.py"
+HELPERS = Path(__file__).resolve().parent / "helpers"
+STEP = HELPERS / "ddp_step.py"
 
 
 def run_step(tmp_path, variant, processes):
@@ -38,3 +42,23 @@ def test_one_ddp_step_on_two_processes_equals_one_single_process_step(tmp_path, 
     changed = [name for name, value in single["after"].items() if not torch.equal(single["before"][name], value)]
     assert len(changed) > 20
     assert all(name.endswith(("mask", "rope_cache")) for name in set(single["after"]) - set(changed))
+
+
+def process_draws(path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(HELPERS / "ddp_streams.py"), str(path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return torch.load(path, weights_only=True)
+
+
+def test_each_process_draws_its_own_dropout_stream_the_same_each_run_and_a_resume_gives_it_back(tmp_path):
+    draws = process_draws(tmp_path / "a.pt")
+    rank0, rank1 = draws
+    # all processes are seeded alike (the same model and batches), yet their streams differ
+    assert not torch.equal(rank0[0], rank1[0])
+    # restoring the resume point each process captured gives that process's own stream back
+    assert torch.equal(rank0[0], rank0[1]) and torch.equal(rank1[0], rank1[1])
+    # and the same command draws the same streams again
+    again = process_draws(tmp_path / "b.pt")
+    assert all(torch.equal(a, b) for a, b in zip(draws, again))
