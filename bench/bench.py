@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import allocator  # noqa: E402
 
 if __name__ == "__main__":
-    allocator.restart_with_jemalloc()  # every path measured with the allocator run.py trains with
+    allocator.restart_with_fast_allocator()  # every path measured with the allocator run.py trains with
 
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402

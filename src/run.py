@@ -21,7 +21,7 @@ from pathlib import Path
 import allocator
 
 if __name__ == "__main__":
-    allocator.restart_with_jemalloc()  # before torch is imported, which the restarted process then does once
+    allocator.restart_with_fast_allocator()  # before torch is imported, which the restarted process then does once
 
 import torch
 
