@@ -23,7 +23,7 @@ import torch
 import distributed
 from safe_io import InputError, atomic_output
 
-FORMAT = 3  # 1 (unnumbered) held NumPy's state as an array, which needs weights_only=False; 2 one torch state
+FORMAT = 3  # 1 (unnumbered) held NumPy's state as an array, which needs weights_only=False; 2 one process's generators
 
 
 def capture(model, optimizer, data_generator, epoch, tokens, metrics, settings, precision, device_kind):

@@ -109,3 +109,14 @@ def test_the_random_generators_come_back_exactly(tmp_path, write):
             assert torch.equal(drawn, after_restore[name]), name
         else:
             assert drawn == after_restore[name], name
+
+
+def test_a_checkpoint_of_two_processes_is_refused_by_one(tmp_path):
+    model = tiny_model()
+    optimizer = torch.optim.AdamW(model.parameters())
+    state = capture(model, optimizer, torch.Generator())
+    state["random"]["by_process"] *= 2  # as torchrun --nproc_per_node=2 keeps it
+    with pytest.raises(InputError, match=r"^c.checkpoint was made by a run of 2 processes, this one has 1; resume "
+                                         r"with as many \(torchrun --nproc_per_node\), or delete it to start afresh$"):
+        checkpoint.restore(state, model, optimizer, torch.Generator(), {"batch_size": 3}, "c.checkpoint",
+                           DEVICE_KIND)
