@@ -52,6 +52,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))  # src/ holds scripts, not a package
+import allocator
+
+if __name__ == "__main__":
+    # before torch is imported: the steps it times for its estimate, and the steps it runs, which
+    # inherit it, under the allocator run.py trains with
+    allocator.restart_with_fast_allocator()
+
 from device import kind_of, resolve_device
 from expected_time import PROBE_SECONDS, Estimate
 from handout_ledger import (LEDGER_NAME, fingerprints, forget_other_code, made_by_other_code, next_action,
