@@ -8,8 +8,8 @@ longer the longer its process had run. Side by side on one thread each, jemalloc
 epochs ran about 15% faster than glibc's and tcmalloc's about 10% faster than jemalloc's, all
 with the same params to the last bit (BENCHMARKS.md, issue 17). A process can take another
 allocator only as it starts, through LD_PRELOAD, so run.py (and handout.py, and bench.py)
-start themselves again with one, before torch is imported. An LD_PRELOAD already set, even to nothing, is left as it is:
-`LD_PRELOAD= python src/run.py ...` runs with the system's malloc.
+start themselves again with one, before torch is imported. An LD_PRELOAD already set, even to
+nothing, is left as it is: `LD_PRELOAD= python src/run.py ...` runs with the system's malloc.
 """
 
 import ctypes.util

@@ -63,9 +63,10 @@ def own_random_stream():
 
 def every_process(value):
     """[rank 0's value, rank 1's, ...] in every process; [value] alone."""
-    if world()[1] == 1:
+    processes = world()[1]
+    if processes == 1:
         return [value]
-    values = [None] * world()[1]
+    values = [None] * processes
     dist.all_gather_object(values, value)
     return values
 
