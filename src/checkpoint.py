@@ -80,14 +80,17 @@ def restore(state, model, optimizer, data_generator, settings, path, device_kind
     np.random.set_state((numpy["name"], np.array(numpy["key"], dtype=np.uint32), numpy["position"],
                          numpy["has_gauss"], numpy["gauss"]))
     rank, processes = distributed.world()
-    if len(generators["by_process"]) != processes:
+    shared = generators.get("shared_by_every_process", False)
+    if not shared and len(generators["by_process"]) != processes:
         raise InputError(f"{path} was made by a run of {len(generators['by_process'])} processes, this one has "
                          f"{processes}; resume with as many (torchrun --nproc_per_node), or delete it to start afresh")
-    own = generators["by_process"][rank]
+    own = generators["by_process"][0 if shared else rank]
     torch.set_rng_state(own["torch"])
     # resumed on another kind of device than it started on, a run's device draws afresh
     if device_kind.set_rng_state is not None and device_kind.name in own:
         device_kind.set_rng_state(own[device_kind.name])
+    if shared:  # each process derives its own stream from the shared one, as a new run does
+        distributed.own_random_stream()
     data_generator.set_state(generators["data"])
 
 
@@ -116,10 +119,15 @@ def load(path):
 
 
 def upgraded(state):
-    """A state of format 2 (one process's generators beside the shared ones) in today's layout."""
+    """
+    A state of format 2 in today's layout. Format 2 kept one set of torch's and the device's
+    generators, which every process of a torchrun run shared (the defect format 3 mends) and
+    which does not say how many processes made it: any number of processes may resume it.
+    """
     if state["format"] == 2:
         generators = state["random"]
         own = {name: generators.pop(name) for name in list(generators) if name not in ("python", "numpy", "data")}
         generators["by_process"] = [own]
+        generators["shared_by_every_process"] = True
         state["format"] = FORMAT
     return state

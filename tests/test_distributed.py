@@ -52,13 +52,27 @@ def process_draws(path):
     return torch.load(path, weights_only=True)
 
 
-def test_each_process_draws_its_own_dropout_stream_the_same_each_run_and_a_resume_gives_it_back(tmp_path):
-    draws = process_draws(tmp_path / "a.pt")
+@pytest.fixture(scope="module")
+def two_runs_draws(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("streams")
+    return process_draws(folder / "a.pt"), process_draws(folder / "b.pt")
+
+
+def test_each_process_draws_its_own_dropout_stream_the_same_each_run_and_a_resume_gives_it_back(two_runs_draws):
+    draws, again = two_runs_draws
     rank0, rank1 = draws
     # all processes are seeded alike (the same model and batches), yet their streams differ
     assert not torch.equal(rank0[0], rank1[0])
     # restoring the resume point each process captured gives that process's own stream back
     assert torch.equal(rank0[0], rank0[1]) and torch.equal(rank1[0], rank1[1])
     # and the same command draws the same streams again
-    again = process_draws(tmp_path / "b.pt")
     assert all(torch.equal(a, b) for a, b in zip(draws, again))
+
+
+def test_a_format_2_checkpoint_resumes_under_torchrun_with_a_stream_of_its_own_in_each_process(two_runs_draws):
+    draws, again = two_runs_draws
+    rank0, rank1 = draws
+    # format 2 kept one set of generators for all processes: each takes it, then its own stream from it
+    assert not torch.equal(rank0[2], rank1[2])
+    assert not torch.equal(rank0[2], rank0[1]) and not torch.equal(rank1[2], rank1[1])
+    assert torch.equal(rank0[2], again[0][2]) and torch.equal(rank1[2], again[1][2])

@@ -1,7 +1,8 @@
 """
 The dropout streams of a Trainer's processes, for tests/test_distributed.py: under torchrun,
-each process draws after the Trainer is built, has a resume point restored, and draws again;
-rank 0 saves every process's two draws to the path given.
+each process draws after the Trainer is built, has a resume point restored, and draws again,
+then has the same point restored as format 2 kept it (one set of generators, every process's)
+and draws a third time; rank 0 saves every process's three draws to the path given.
 """
 
 import sys
@@ -27,7 +28,11 @@ optimizer = run.optimizer()
 resume_point = run.capture_resume_point(optimizer, 0, [])
 first = torch.rand(6)
 checkpoint.restore(resume_point, model, optimizer, run.data_generator, run.settings(), "test", CPU)
-draws = distributed.every_process(torch.stack([first, torch.rand(6)]))
+after_restore = torch.rand(6)
+[own, *_] = resume_point["random"].pop("by_process")
+format_2 = checkpoint.upgraded({**resume_point, "format": 2, "random": {**resume_point["random"], **own}})
+checkpoint.restore(format_2, model, optimizer, run.data_generator, run.settings(), "test", CPU)
+draws = distributed.every_process(torch.stack([first, after_restore, torch.rand(6)]))
 if distributed.is_main_process():
     torch.save(draws, out_path)
 distributed.finish()
