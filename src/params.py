@@ -121,14 +121,15 @@ def name_pattern(state_dict):
 @functools.cache
 def variants_by_names(variants):
     """
-    {name pattern: [variant names]}, read off a small model of each variant built on the meta device
-    (no memory, and no draw from the random generator that training uses), at 2 and 3 layers:
-    a 2-layer perceiver has no middle blocks.
+    {name pattern: [variant names]}, read off a tiny model of each variant at 2 and 3 layers (a
+    2-layer perceiver has no middle blocks). Built on the CPU with torch's generator put back
+    after, so that no draw is taken from what training uses; not on the meta device, whose
+    initialisation imports torch._dynamo (2 s of every evaluate command).
     """
     patterns = {}
     for name in (variant.name for variant in variants):
         for n_layer in (2, 3):
-            with torch.device("meta"):
+            with torch.random.fork_rng(devices=[]):
                 model = GPT(GPTConfig(4, 8, variant=name, n_layer=n_layer, n_head=2, n_embd=8, bottleneck_dim=4))
             found = patterns.setdefault(name_pattern(model.state_dict()), [])
             if name not in found:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 import handout
 import handout_report
+import params
 import run
 from attention import CausalCrossAttention, CausalSelfAttention, rotate
 from model import GPT, VARIANTS, GPTConfig, Variant
@@ -461,3 +462,13 @@ def test_a_fifth_variant_needs_nothing_but_its_record(tmp_path, monkeypatch, cap
     rows = [row for row, _, _ in handout.handout_steps(["gated"]) if row]
     _, table = handout_report.accuracy_table([dict.fromkeys(rows, 1.0)])
     assert ("gated, pretrain + finetune", "1.0", "-", "-") in table
+
+
+def test_telling_a_variant_by_its_params_names_takes_no_draw_from_torchs_generator():
+    params.variants_by_names.cache_clear()  # its tiny models are built on first use
+    state = GPT(GPTConfig(10, 8, variant="rope", n_layer=2, n_head=2, n_embd=8)).state_dict()
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    assert params_variants(state) == ["rope"]
+    assert torch.equal(torch.rand(4), expected)
