@@ -134,7 +134,8 @@ def check(root, expected_sums):
 
 def main():
     parser = argparse.ArgumentParser(description="Get and verify the assignment's data files.")
-    parser.add_argument("--from", dest="folder", help="folder holding the four files (default: $A5_DATA_DIR, else ../shared/data)")
+    parser.add_argument("--from", dest="folder",
+                        help="folder holding the four files (default: $A5_DATA_DIR, else ../shared/data)")
     parser.add_argument("--url", default=COURSE_URL, help="zip archive to download when no folder has them")
     parser.add_argument("--check", action="store_true", help="only verify the files already at the top level")
     args = parser.parse_args()

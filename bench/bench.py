@@ -18,9 +18,10 @@ For pretrain and finetune of each variant (--variants: all four by default), in 
 bf16 autocast, it prints ms per step, positions per second (padded: all 127 of each row; real:
 the non-PAD targets), achieved TFLOP/s and its fraction of a measured matrix-product peak in
 the same precision; then, from a profile of one more step, how the step's time splits into
-matrix products (and their own TFLOP/s against that peak), random numbers, and the rest. Then it times whole epochs as run.py trains them (batches made on the
-device, losses read every few steps) for the plain path and the grouped one in each
-precision, and decoding of the 500 dev questions.
+matrix products (and their own TFLOP/s against that peak), random numbers, and the rest.
+Then it times whole epochs as run.py trains them (batches made on the device, losses read
+every few steps) for the plain path and the grouped one in each precision, and decoding of
+the 500 dev questions.
 """
 
 import argparse
@@ -217,7 +218,8 @@ def main():
     questions = [line.split("\t")[0] for line in (ROOT / "birth_dev.tsv").read_text(encoding="utf-8").splitlines()]
     peaks = {name: matmul_peak(device, dtype) for name, dtype in PRECISIONS.items()}
     name = kind_of(device).table_name()
-    auto = trainer_for("vanilla", "pretrain", datasets, "grouped", "auto", device, False)  # auto's choice for the handout
+    # auto's choice for the handout's pretraining
+    auto = trainer_for("vanilla", "pretrain", datasets, "grouped", "auto", device, False)
     default, why = auto.precision, auto.precision_reason
     print(f"device: {name}; torch {torch.__version__}; measured matmul peak fp32 {peaks['fp32']:.3f}, "
           f"bf16 {peaks['bf16']:.3f} TFLOP/s; default precision {default} ({why})")

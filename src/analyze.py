@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from dataset import BLOCK_SIZE, MASK_CHAR, PAD_ID, CharCorruptionDataset, decode
-from device import resolve_device
+from device import DEVICE_HELP, resolve_device
 from params import add_size_flags, add_variant_argument, build_model, load_params
 from safe_io import (ArgumentParser, InputError, atomic_output, check_outputs, check_writable, exit_on_input_error,
                      in_range, read_text)
@@ -433,7 +433,7 @@ def parse_args(argv=None):
                         help="also probe what these pretrained params (before finetuning) recall of the people "
                              "of the finetuning and evaluation files (the recall probe)")
     parser.add_argument("--json_path", help="where the JSON goes (default: the predictions path + .analysis.json)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present, else MPS, else CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--examples", type=in_range(int, 0), default=5,
                         help="examples of each kind to show (default 5)")
     add_size_flags(parser)

@@ -69,6 +69,9 @@ def kind_of(device):
     return KINDS[torch.device(device).type]
 
 
+DEVICE_HELP = "auto (CUDA when present, else MPS, else CPU), cpu, cuda, cuda:N, mps"  # what --device takes
+
+
 def resolve_device(device):
     """
     auto's choice (CUDA, else MPS, else the CPU), or the device asked for if this machine has

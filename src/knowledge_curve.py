@@ -143,8 +143,9 @@ def draw(records, figure_path, london, nopretrain):
         axis.axhline(london, color="gray", linestyle=":", label=f'"London" for everyone ({london:.1f}%)')
         if nopretrain is not None:
             axis.axhline(nopretrain, color="red", linestyle=":", label=f"no pretraining ({nopretrain:.1f}%)")
-        axis.axhspan(*PUBLIC_RANGE, color="C0", alpha=0.08,
-                     label=f"public runs of the handout's full recipe, 650 epochs ({PUBLIC_RANGE[0]}-{PUBLIC_RANGE[1]}%)")
+        low, high = PUBLIC_RANGE
+        axis.axhspan(low, high, color="C0", alpha=0.08,
+                     label=f"public runs of the handout's full recipe, 650 epochs ({low}-{high}%)")
         axis.set(xlabel=label, xscale="log")
         axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())

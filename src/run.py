@@ -27,7 +27,7 @@ import torch
 
 import distributed
 from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset, NameDataset, decode
-from device import resolve_device
+from device import DEVICE_HELP, resolve_device
 from params import (add_size_flags, add_variant_argument, build_model, checkpoint_path, load_params, metrics_path,
                     save_params, snapshot_path)
 from safe_io import (ArgumentParser, InputError, atomic_output, check_outputs, check_writable, exit_on_input_error,
@@ -84,7 +84,7 @@ def argument_parser():
                         help="end the learning rate's cosine after this many epochs of the training data "
                              "(default: the handout's, 200 epochs of the pretraining corpus)")
     parser.add_argument("--seed", type=SEEDS, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present, else MPS, else CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="auto: bf16 autocast on CUDA, and on a CPU for big steps where bf16 products are fast")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model for training")

@@ -1,4 +1,7 @@
-"""bench/bench.py's plain path (attention written out, the original's way) computes what src/ computes; its step breakdown."""
+"""
+bench/bench.py's plain path (attention written out, the original's way) computes what src/
+computes; its step breakdown.
+"""
 
 import sys
 

@@ -1,4 +1,7 @@
-"""dropout.py's cheaper random bits keep nn.Dropout's distribution, scale and gradient; attention drops its weights with it."""
+"""
+dropout.py's cheaper random bits keep nn.Dropout's distribution, scale and gradient;
+attention drops its weights with it.
+"""
 
 import math
 

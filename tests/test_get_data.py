@@ -99,7 +99,8 @@ def test_downloads_from_zip_matching_by_basename(tmp_path, capsys):
     assert (missing, problems[1:]) == ([], [])  # problems[0] only notes there was no folder
     for name, content in FAKE_FILES.items():
         assert (root / name).read_bytes() == content
-    assert capsys.readouterr().out.splitlines() == [f"{name}: downloaded from {archive.as_uri()}" for name in FAKE_FILES]
+    downloaded = [f"{name}: downloaded from {archive.as_uri()}" for name in FAKE_FILES]
+    assert capsys.readouterr().out.splitlines() == downloaded
 
 
 def test_download_refuses_corrupted_member(tmp_path):

@@ -197,12 +197,11 @@ def test_the_knowledge_curve_measures_each_snapshot_once(files, tmp_path):
     rows = run_ok(curve + ["--table"], tmp_path).stdout.splitlines()
     assert rows[0].startswith("| epochs | hours | pretraining loss | recall, dev people |") and len(rows) == 5
     first = records[0]
+    dev, finetuning = first["recall_dev_people"], first["recall_finetuning_people"]
     assert rows[2] == (f"| 1 | {first['pretrain_hours']:.2f} | {first['pretrain_loss']:.3f} | "
-                       f"{first['recall_dev_people']['completed']}/{first['recall_dev_people']['probed']} "
-                       f"({100 * first['recall_dev_people']['recall']:.1f}%) | "
-                       f"{first['recall_finetuning_people']['completed']}/{first['recall_finetuning_people']['probed']} "
-                       f"({100 * first['recall_finetuning_people']['recall']:.1f}%) | {first['finetune_loss']:.3f} | "
-                       f"{first['dev_accuracy']:.1f}% |")
+                       f"{dev['completed']}/{dev['probed']} ({100 * dev['recall']:.1f}%) | "
+                       f"{finetuning['completed']}/{finetuning['probed']} ({100 * finetuning['recall']:.1f}%) | "
+                       f"{first['finetune_loss']:.3f} | {first['dev_accuracy']:.1f}% |")
 
 
 def test_the_knowledge_curve_without_snapshots_says_what_to_do(files, tmp_path):

@@ -23,8 +23,8 @@ def run_baseline(tmp_path, eval_corpus_path):
         shutil.copy(REPO / "london_baseline.py", root)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     # run from elsewhere: the script must find src/ next to itself, not in the working directory
-    return subprocess.run([sys.executable, str(root / "london_baseline.py"), "--eval_corpus_path", str(eval_corpus_path)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    command = [sys.executable, str(root / "london_baseline.py"), "--eval_corpus_path", str(eval_corpus_path)]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
 
 
 def test_small_file(tmp_path):

@@ -1,8 +1,9 @@
 """
 Never lose a run: bad input gets one clear line and exit status 2 with nothing written, and
 input as users really make it (text saved on Windows, a number out of range, a folder, an
-output that is one of the inputs) is read right or refused so; outputs are written atomically; training keeps a metrics log and a resumable checkpoint,
-survives a real SIGTERM, and stops on a loss that is not finite.
+output that is one of the inputs) is read right or refused so; outputs are written
+atomically; training keeps a metrics log and a resumable checkpoint, survives a real
+SIGTERM, and stops on a loss that is not finite.
 """
 
 import codecs

@@ -1,4 +1,7 @@
-"""The trainer against the spec: schedule, weight-decay groups, token counter, length groups that change nothing, precision."""
+"""
+The trainer against the spec: schedule, weight-decay groups, token counter, length groups
+that change nothing, precision.
+"""
 
 import math
 import random
