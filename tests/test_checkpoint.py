@@ -82,8 +82,11 @@ def draws(data_generator):
 
 
 def format_2(state):
-    """A state as format 2 kept it: one process's generators beside the shared ones."""
-    [own] = state["random"].pop("by_process")
+    """
+    A state as format 2 kept it: one set of generators beside the shared ones (the first
+    process's; under torchrun every process then had the same).
+    """
+    own = state["random"].pop("by_process")[0]
     return {**state, "format": 2, "random": {**state["random"], **own}}
 
 

@@ -12,11 +12,13 @@ import torch
 from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import checkpoint  # noqa: E402
 import distributed  # noqa: E402
 import trainer  # noqa: E402
 from device import CPU  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
+from test_checkpoint import format_2  # noqa: E402
 
 out_path = sys.argv[1]
 torch.manual_seed(0)
@@ -29,9 +31,8 @@ resume_point = run.capture_resume_point(optimizer, 0, [])
 first = torch.rand(6)
 checkpoint.restore(resume_point, model, optimizer, run.data_generator, run.settings(), "test", CPU)
 after_restore = torch.rand(6)
-[own, *_] = resume_point["random"].pop("by_process")
-format_2 = checkpoint.upgraded({**resume_point, "format": 2, "random": {**resume_point["random"], **own}})
-checkpoint.restore(format_2, model, optimizer, run.data_generator, run.settings(), "test", CPU)
+checkpoint.restore(checkpoint.upgraded(format_2(resume_point)), model, optimizer, run.data_generator, run.settings(),
+                   "test", CPU)
 draws = distributed.every_process(torch.stack([first, after_restore, torch.rand(6)]))
 if distributed.is_main_process():
     torch.save(draws, out_path)
