@@ -313,40 +313,59 @@ def answer_confidences(model, stoi, questions, predictions, decode_steps=DECODE_
 
 def recall_prompts(pairs, wiki_documents):
     """
-    (prompt text, place) for each person of the (question, place) pairs whose place occurs in
-    the part of their wiki line that pretraining shows (the first VISIBLE_PREFIX characters):
-    the line up to the place's first occurrence there. A pretraining example starts with its
-    document's first characters uncorrupted, so the prompt is exactly what the model was trained
-    to continue, and the place is what it should say next if it has learnt this person's fact.
+    For each of the (question, place) pairs, (prompt text, place) if the person's place occurs
+    in the part of their wiki line that pretraining shows (the first VISIBLE_PREFIX characters),
+    else None: the prompt is the line up to the place's first occurrence there. A pretraining
+    example starts with its document's first characters uncorrupted, so the prompt is exactly
+    what the model was trained to continue, and the place is what it should say next if it has
+    learnt this person's fact.
     """
     documents = documents_by_name(wiki_documents, [person_name(question) for question, _ in pairs])
     probes = []
     for question, place in pairs:
+        probe = None
         for document in documents[person_name(question)]:
             at = document[:VISIBLE_PREFIX].find(place) if place else -1
             if at > 0:
-                probes.append((document[:at], place))
+                probe = (document[:at], place)
                 break
+        probes.append(probe)
     return probes
 
 
 @torch.no_grad()
-def pretrained_recall(model, stoi, itos, pairs, wiki_documents):
+def recall_by_pair(model, stoi, itos, pairs, wiki_documents):
     """
-    The recall probe: of the people whose place pretraining shows, how many the pretrained model
-    (before any finetuning) completes with that place, greedily, from their wiki line up to it.
-    Returns {"people", "probed", "completed", "recall"}: recall is completed / probed (None if
-    none was probed).
+    The recall probe, person by person: for each pair, True if the pretrained model (before any
+    finetuning) completes the person's wiki line up to their place with that place, greedily;
+    False if it says anything else; None if pretraining never shows the place (recall_prompts).
     """
     probes = recall_prompts(pairs, wiki_documents)
+    asked = [index for index, probe in enumerate(probes) if probe is not None]
     device = next(model.parameters()).device
-    prompts = [torch.tensor([stoi[ch] for ch in prompt], device=device) for prompt, _ in probes]
-    steps = max((len(place) for _, place in probes), default=0)
-    completions = on_host(greedy_decode(model, prompts, steps)) if probes else []
-    completed = sum(decode(itos, completion[len(prompt):len(prompt) + len(place)]) == place
-                    for completion, prompt, (_, place) in zip(completions, prompts, probes))
-    return {"people": len(pairs), "probed": len(probes), "completed": int(completed),
-            "recall": completed / len(probes) if probes else None}
+    prompts = [torch.tensor([stoi[ch] for ch in probes[index][0]], device=device) for index in asked]
+    steps = max((len(probes[index][1]) for index in asked), default=0)
+    completions = on_host(greedy_decode(model, prompts, steps)) if asked else []
+    recalled = [None] * len(pairs)
+    for index, prompt, completion in zip(asked, prompts, completions):
+        place = probes[index][1]
+        recalled[index] = decode(itos, completion[len(prompt):len(prompt) + len(place)]) == place
+    return recalled
+
+
+def recall_summary(recalled):
+    """
+    recall_by_pair's answers counted: {"people", "probed", "completed", "recall"}, where recall
+    is completed / probed (None if none was probed).
+    """
+    probed, completed = sum(r is not None for r in recalled), sum(r is True for r in recalled)
+    return {"people": len(recalled), "probed": probed, "completed": completed,
+            "recall": completed / probed if probed else None}
+
+
+def pretrained_recall(model, stoi, itos, pairs, wiki_documents):
+    """The recall probe's counts (recall_summary) for the people of the pairs."""
+    return recall_summary(recall_by_pair(model, stoi, itos, pairs, wiki_documents))
 
 
 # -----------------------------------------------------------------------------

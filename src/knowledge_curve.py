@@ -2,15 +2,18 @@
 The knowledge curve: how what pretraining puts into the weights grows with pretraining. For
 every snapshot of a pretraining (run.py pretrain --snapshot_epochs) and its final params, it
 runs the handout's finetuning and dev evaluation through run.py, and the recall probe
-(analyze.pretrained_recall) on the pretrained params themselves; it appends one record per
+(analyze.recall_by_pair) on the pretrained params themselves; it appends one record per
 snapshot to a JSON-lines file and draws dev accuracy and recall against pretraining epochs
-and hours.
+and hours. It also splits the dev answers by what the probe said of each person before the
+finetuning (recalled, not recalled, never shown), beside the no-pretraining model's answers to
+the same people: whether the finetuning gets out the facts that pretraining put in.
 
     python src/knowledge_curve.py vanilla wiki.txt --pretrain_params_path vanilla.pretrain.params \
         --nopretrain_predictions vanilla.nopretrain.dev.predictions
 
 Run again as the pretraining goes on: a snapshot already recorded (same file, not written since)
-is skipped, so each call adds the new ones. The finetuned params and predictions go to a
+is not finetuned again, so each call adds the new ones (and gives a record of an earlier version
+the split it lacks, from the predictions it wrote). The finetuned params and predictions go to a
 folder beside the pretraining's params (PRETRAIN.curve/); the test file is never read.
 """
 
@@ -26,7 +29,7 @@ from dataset import BLOCK_SIZE, CharCorruptionDataset
 from params import SNAPSHOT_SUFFIX, add_size_flags, add_variant_argument, build_model, load_params, metrics_path
 from plot import PlotError, read_metrics
 from safe_io import ArgumentParser, InputError, atomic_output, check_outputs, exit_on_input_error, read_text
-from utils import SEEDS, evaluate_places
+from utils import SEEDS, score_places
 
 RUN = str(Path(__file__).with_name("run.py"))
 PUBLIC_RANGE = (19.2, 26.6)  # vanilla's dev accuracy in 13 public runs of the 2021 code (SPEC.md)
@@ -64,15 +67,39 @@ def run(arguments):
     return time.time() - started
 
 
-def dev_accuracy(predictions_path, eval_corpus_path):
-    """The share (%) of gold places a predictions file gets right, counted as run.py evaluate counts it."""
+def read_predictions(predictions_path, eval_pairs, eval_corpus_path):
+    """The predictions run.py evaluate wrote for the evaluation file's (question, place) pairs, one a pair."""
     predictions = analyze.parse_predictions(read_text(predictions_path, "predictions file"))
-    try:
-        total, correct = evaluate_places(eval_corpus_path, predictions)
-    except ValueError as error:
-        raise InputError(f"{predictions_path}: {error}; give the predictions run.py evaluate wrote for "
-                         f"{eval_corpus_path}") from None
+    if len(predictions) != len(eval_pairs):
+        raise InputError(f"{predictions_path} has {len(predictions)} predictions for the {len(eval_pairs)} lines "
+                         f"of {eval_corpus_path}; give the predictions run.py evaluate wrote for it")
+    return predictions
+
+
+def dev_accuracy(eval_pairs, predictions):
+    """The share (%) of gold places the predictions get right, counted as run.py evaluate counts it."""
+    total, correct = score_places(eval_pairs, predictions, "the evaluation file")
     return 100 * correct / total
+
+
+def answers_by_recall(recalled, eval_pairs, predictions):
+    """
+    The right answers among the evaluation people, split by what the recall probe said of each
+    before the finetuning (analyze.recall_by_pair): {"recalled" | "not_recalled" | "not_shown":
+    {"questions", "correct"}}, "not_shown" being the people whose place pretraining never shows.
+    """
+    right = [gold == predicted for (_, gold), predicted in zip(eval_pairs, predictions)]
+    return {group: {"questions": sum(said is probe for said in recalled),
+                    "correct": sum(said is probe and ok for said, ok in zip(recalled, right))}
+            for group, probe in (("recalled", True), ("not_recalled", False), ("not_shown", None))}
+
+
+def dev_answers(recalled, eval_pairs, predictions, nopretrain):
+    """A record's dev answers split by recall, and the no-pretraining model's (if given) split alike."""
+    split = {"dev_answers_by_recall": answers_by_recall(recalled, eval_pairs, predictions)}
+    if nopretrain is not None:
+        split["nopretrain_dev_answers_by_recall"] = answers_by_recall(recalled, eval_pairs, nopretrain)
+    return split
 
 
 def stamp(path):
@@ -81,14 +108,19 @@ def stamp(path):
     return [status.st_size, status.st_mtime_ns]
 
 
-def measure(args, epoch, params_path, metrics, folder, model, corpus, wiki_documents, pairs):
+def recall_of(model, params_path, corpus, pairs, wiki_documents):
+    """analyze.recall_by_pair of the params in params_path for the pairs."""
+    load_params(model, str(params_path), "cpu")
+    return analyze.recall_by_pair(model, corpus.stoi, corpus.itos, pairs, wiki_documents)
+
+
+def measure(args, epoch, params_path, metrics, folder, model, corpus, wiki_documents, pairs, nopretrain):
     """One record of the curve: the snapshot's pretraining state, its recall, and the finetuned model's accuracy."""
     name = f"epoch{epoch}" if epoch is not None else "final"
     epoch = epoch if epoch is not None else metrics[-1]["epoch"]
     loss, hours = epoch_summary(metrics, epoch)
-    load_params(model, str(params_path), "cpu")
-    recall = {people: analyze.pretrained_recall(model, corpus.stoi, corpus.itos, pairs[people], wiki_documents)
-              for people in ("finetuning", "evaluation")}
+    recalled = {people: recall_of(model, params_path, corpus, pairs[people], wiki_documents)
+                for people in ("finetuning", "evaluation")}
     size = [f"--{flag}={getattr(args, flag)}" for flag in ("n_layer", "n_head", "n_embd", "bottleneck_dim")
             if getattr(args, flag) is not None]
     finetuned = folder / f"{name}.finetune.params"
@@ -100,11 +132,21 @@ def measure(args, epoch, params_path, metrics, folder, model, corpus, wiki_docum
     evaluate = ["evaluate", args.variant, args.pretrain_corpus_path, "--reading_params_path", str(finetuned),
                 "--eval_corpus_path", args.eval_corpus_path, "--outputs_path", str(predictions), *size]
     run(evaluate)
+    answers = read_predictions(predictions, pairs["evaluation"], args.eval_corpus_path)
     return {"params": str(params_path), "stamp": stamp(params_path), "epoch": epoch,
             "pretrain_hours": hours, "pretrain_loss": loss,
-            "recall_finetuning_people": recall["finetuning"], "recall_dev_people": recall["evaluation"],
+            "recall_finetuning_people": analyze.recall_summary(recalled["finetuning"]),
+            "recall_dev_people": analyze.recall_summary(recalled["evaluation"]),
             "finetune_loss": last_epoch_loss(metrics_path(finetuned)), "finetune_seconds": finetune_seconds,
-            "dev_accuracy": dev_accuracy(predictions, args.eval_corpus_path), "commands": [finetune, evaluate]}
+            "dev_accuracy": dev_accuracy(pairs["evaluation"], answers),
+            **dev_answers(recalled["evaluation"], pairs["evaluation"], answers, nopretrain),
+            "commands": [finetune, evaluate]}
+
+
+def predictions_written(record):
+    """The dev predictions path of a record's evaluate command."""
+    evaluate = record["commands"][1]
+    return evaluate[evaluate.index("--outputs_path") + 1]
 
 
 def read_records(path):
@@ -158,17 +200,33 @@ def draw(records, figure_path, london, nopretrain):
     print(figure_path)
 
 
+def recalled_answered(record):
+    """
+    ("k/n", "k/n"): of the n dev people the probe recalled, how many the finetuned model answers
+    right, and how many the model finetuned without pretraining does ("?": not measured).
+    """
+    splits = [record.get(name, {}).get("recalled") for name in ("dev_answers_by_recall",
+                                                                "nopretrain_dev_answers_by_recall")]
+    return tuple(f"{x['correct']}/{x['questions']}" if x else "?" for x in splits)
+
+
+def recalled_answered_text(record):
+    return "recalled dev people answered {} (without pretraining {})".format(*recalled_answered(record))
+
+
 def table(records):
     """The records as a markdown table, by epoch."""
     lines = ["| epochs | hours | pretraining loss | recall, dev people | recall, finetuning people | finetuning loss "
-             "| dev accuracy |", "|---|---|---|---|---|---|---|"]
+             "| dev accuracy | recalled dev people answered (without pretraining) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: r["epoch"]):
         recall = [r[f"recall_{people}_people"] for people in ("dev", "finetuning")]
         hours, loss = (f"{value:.{digits}f}" if value is not None else "?"  # a log that lacked the epoch
                        for value, digits in ((r["pretrain_hours"], 2), (r["pretrain_loss"], 3)))
         lines.append(f"| {r['epoch']} | {hours} | {loss} | "
                      + " | ".join(f"{x['completed']}/{x['probed']} ({100 * (x['recall'] or 0):.1f}%)" for x in recall)
-                     + f" | {r['finetune_loss']:.3f} | {r['dev_accuracy']:.1f}% |")
+                     + f" | {r['finetune_loss']:.3f} | {r['dev_accuracy']:.1f}% | "
+                     + "{} ({}) |".format(*recalled_answered(r)))
     return "\n".join(lines)
 
 
@@ -200,7 +258,7 @@ def curve(args):
     if not pairs["evaluation"] or pairs["evaluation"][0][1] is None:
         raise InputError(f"{args.eval_corpus_path}: every line needs QUESTION<TAB>PLACE (the curve scores answers)")
     # read now, not after hours of finetuning, so that a bad file stops the curve before it starts
-    nopretrain = (dev_accuracy(args.nopretrain_predictions, args.eval_corpus_path)
+    nopretrain = (read_predictions(args.nopretrain_predictions, pairs["evaluation"], args.eval_corpus_path)
                   if args.nopretrain_predictions else None)
     wiki_text = read_text(args.pretrain_corpus_path, "pretraining corpus")
     try:
@@ -217,24 +275,33 @@ def curve(args):
     except PlotError as error:
         raise InputError(str(error)) from None
     records = read_records(records_path)
-    done = {(r["params"], tuple(r["stamp"])) for r in records}
+    recorded = {(r["params"], tuple(r["stamp"])): r for r in records}
     folder = Path(args.out_dir or f"{args.pretrain_params_path}.curve")
     make_folder(folder, "--out_dir")
     make_folder(Path(args.figure).parent, "--figure")
+    wiki_documents = wiki_text.split("\n")
     for epoch, path in found:
-        if (str(path), tuple(stamp(path))) in done:
+        record = recorded.get((str(path), tuple(stamp(path))))
+        if record is None:
+            record = measure(args, epoch, path, metrics, folder, model, corpus, wiki_documents, pairs, nopretrain)
+            records.append(record)
+            print(f"epoch {record['epoch']}: pretraining loss {record['pretrain_loss']}, recall dev "
+                  f"{record['recall_dev_people']['completed']}/{record['recall_dev_people']['probed']}, finetuning "
+                  f"{record['recall_finetuning_people']['completed']}/{record['recall_finetuning_people']['probed']}; "
+                  f"dev accuracy {record['dev_accuracy']:.1f}%; {recalled_answered_text(record)}", flush=True)
+        elif "dev_answers_by_recall" not in record and Path(predictions_written(record)).exists():
+            # recorded by an earlier version without the split: the probe again, and the predictions it wrote
+            answers = read_predictions(predictions_written(record), pairs["evaluation"], args.eval_corpus_path)
+            recalled = recall_of(model, path, corpus, pairs["evaluation"], wiki_documents)
+            record.update(dev_answers(recalled, pairs["evaluation"], answers, nopretrain))
+            print(f"epoch {record['epoch']} (recorded before): {recalled_answered_text(record)}", flush=True)
+        else:
             continue
-        record = measure(args, epoch, path, metrics, folder, model, corpus, wiki_text.split("\n"), pairs)
-        records.append(record)
         with atomic_output(records_path) as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
-        print(f"epoch {record['epoch']}: pretraining loss {record['pretrain_loss']}, recall dev "
-              f"{record['recall_dev_people']['completed']}/{record['recall_dev_people']['probed']}, finetuning "
-              f"{record['recall_finetuning_people']['completed']}/{record['recall_finetuning_people']['probed']}; "
-              f"dev accuracy {record['dev_accuracy']:.1f}%", flush=True)
     golds = [place for _, place in pairs["evaluation"]]
     london = 100 * sum(place == "London" for place in golds) / len(golds)
-    draw(records, args.figure, london, nopretrain)
+    draw(records, args.figure, london, None if nopretrain is None else dev_accuracy(pairs["evaluation"], nopretrain))
 
 
 def main(argv=None):

@@ -1,6 +1,6 @@
 """
 What pretraining puts into the weights, measured: snapshots of a pretraining (run.py
---snapshot_epochs), the recall probe (analyze.pretrained_recall) and the knowledge curve
+--snapshot_epochs), the recall probe (analyze.recall_by_pair) and the knowledge curve
 (knowledge_curve.py) that finetunes and evaluates each snapshot.
 """
 
@@ -122,6 +122,8 @@ def test_recall_prompts_are_the_wiki_line_up_to_the_place():
     pairs = pairs_of(FINETUNE) + [("Where was Nobody Known born?", "Paris"),  # no wiki line
                                   ("Where was Wanda Wu born?", "Shanghai")]  # place not in the line
     probes = analyze.recall_prompts(pairs, documents)
+    assert len(probes) == len(pairs) and probes[-2:] == [None, None]  # one per pair, None for the last two
+    probes = probes[:-2]
     assert probes[0] == ("Ada Lovelace. Ada Lovelace was an English mathematician born in ", "London")
     # the first occurrence of the place, even inside a longer one
     assert probes[1] == ("Alan Turing. Alan Turing was a mathematician and computer scientist born in Maida Vale, ",
@@ -140,17 +142,19 @@ def test_a_place_pretraining_never_shows_is_not_probed():
     documents = [f"Late Lee. {filler}born in Oslo .", f"Just Jo. {filler[:-5]}born in Oslo ."]
     pairs = [("Where was Late Lee born?", "Oslo"), ("Where was Just Jo born?", "Oslo")]
     probes = analyze.recall_prompts(pairs, documents)
-    assert len(probes) == 1 and probes[0][0].startswith("Just Jo.")
-    assert len(probes[0][0]) + len("Oslo") <= visible
+    assert probes[0] is None and probes[1][0].startswith("Just Jo.")
+    assert len(probes[1][0]) + len("Oslo") <= visible
 
 
 def test_pretrained_recall_counts_the_places_completed(monkeypatch):
     corpus = CharCorruptionDataset(CORPUS, BLOCK_SIZE)
     pairs = pairs_of(FINETUNE)
-    probes = analyze.recall_prompts(pairs, CORPUS.split("\n"))
+    pairs.insert(2, ("Where was Wanda Wu born?", "Shanghai"))  # never shown: not probed
+    probes = [probe for probe in analyze.recall_prompts(pairs, CORPUS.split("\n")) if probe is not None]
     right = {"London", "Copenhagen"}  # the fake model knows these, and says "Nowhere" otherwise
 
     def fake_decode(model, prompts, steps):
+        assert len(prompts) == len(probes) == 6
         completions = []
         for prompt, (text, place) in zip(prompts, probes):
             assert "".join(corpus.itos[int(i)] for i in prompt) == text
@@ -160,8 +164,11 @@ def test_pretrained_recall_counts_the_places_completed(monkeypatch):
 
     monkeypatch.setattr(analyze, "greedy_decode", fake_decode)
     model = torch.nn.Linear(1, 1)
+    # pair by pair, in the pairs' order: Ada and Alan (London), Wanda (not shown), Grace, Marie, Niels, Emmy
+    by_pair = analyze.recall_by_pair(model, corpus.stoi, corpus.itos, pairs, CORPUS.split("\n"))
+    assert by_pair == [True, True, None, False, False, True, False]
     recall = analyze.pretrained_recall(model, corpus.stoi, corpus.itos, pairs, CORPUS.split("\n"))
-    assert recall == {"people": 6, "probed": 6, "completed": 3, "recall": 0.5}
+    assert recall == {"people": 7, "probed": 6, "completed": 3, "recall": 0.5}
     nobody = analyze.pretrained_recall(model, corpus.stoi, corpus.itos, [("Where was X Y born?", "Z")],
                                        CORPUS.split("\n"))
     assert nobody == {"people": 1, "probed": 0, "completed": 0, "recall": None}
@@ -170,13 +177,35 @@ def test_pretrained_recall_counts_the_places_completed(monkeypatch):
 # -----------------------------------------------------------------------------
 # the knowledge curve
 
+def test_dev_answers_are_split_by_what_the_probe_said_of_each_person():
+    pairs = [(f"Where was {name} born?", place) for name, place in
+             [("A A", "London"), ("B B", "Paris"), ("C C", "Rome"), ("D D", "Oslo"), ("E E", "Lima")]]
+    recalled = [True, True, False, None, False]
+    predictions = ["London", "London", "Rome", "Oslo", "Paris"]
+    nopretrain = ["London", "London", "London", "London", "Lima"]
+    split = knowledge_curve.dev_answers(recalled, pairs, predictions, nopretrain)
+    assert split == {
+        "dev_answers_by_recall": {"recalled": {"questions": 2, "correct": 1},
+                                  "not_recalled": {"questions": 2, "correct": 1},
+                                  "not_shown": {"questions": 1, "correct": 1}},
+        "nopretrain_dev_answers_by_recall": {"recalled": {"questions": 2, "correct": 1},
+                                             "not_recalled": {"questions": 2, "correct": 1},
+                                             "not_shown": {"questions": 1, "correct": 0}}}
+    assert knowledge_curve.recalled_answered(split) == ("1/2", "1/2")
+    assert knowledge_curve.dev_answers(recalled, pairs, predictions, None).keys() == {"dev_answers_by_recall"}
+    assert knowledge_curve.recalled_answered({}) == ("?", "?")
+
+
 def test_the_knowledge_curve_measures_each_snapshot_once(files, tmp_path):
     run_ok(pretrain(tmp_path, files, "p.params", "--max_epochs", "3", "--snapshot_epochs", "1", "2"), tmp_path)
+    (tmp_path / "nopre.predictions").write_text("London\nParis\nNew York City\n")  # 2 of the 3 right
     curve = [sys.executable, str(ROOT / "src" / "knowledge_curve.py"), "vanilla", str(files["corpus"]),
              "--pretrain_params_path", str(tmp_path / "p.params"), "--finetune_corpus_path", str(files["finetune"]),
-             "--eval_corpus_path", str(files["dev"]), "--figure", str(tmp_path / "curve.png"), *TINY[:6]]
+             "--eval_corpus_path", str(files["dev"]), "--figure", str(tmp_path / "curve.png"),
+             "--nopretrain_predictions", str(tmp_path / "nopre.predictions"), *TINY[:6]]
     first = run_ok(curve, tmp_path)
-    records = [json.loads(line) for line in (tmp_path / "p.params.knowledge.jsonl").read_text().splitlines()]
+    records_path = tmp_path / "p.params.knowledge.jsonl"
+    records = [json.loads(line) for line in records_path.read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]
     metrics = [json.loads(line) for line in (tmp_path / "p.params.metrics.jsonl").read_text().splitlines()]
     for record in records:
@@ -189,19 +218,35 @@ def test_the_knowledge_curve_measures_each_snapshot_once(files, tmp_path):
         golds = ["London", "London", "New York City"]
         assert record["dev_accuracy"] == pytest.approx(100 * sum(p == g for p, g in zip(predictions, golds)) / 3)
         assert f"epoch {record['epoch']}: pretraining loss" in first.stdout
+        # the split covers every dev person once, in the groups the probe's counts say
+        recall, split = record["recall_dev_people"], record["dev_answers_by_recall"]
+        assert [split[group]["questions"] for group in ("recalled", "not_recalled", "not_shown")] == [
+            recall["completed"], recall["probed"] - recall["completed"], recall["people"] - recall["probed"]]
+        assert sum(x["correct"] for x in split.values()) == sum(p == g for p, g in zip(predictions, golds))
+        control = record["nopretrain_dev_answers_by_recall"]
+        assert [x["questions"] for x in control.values()] == [x["questions"] for x in split.values()]
+        assert sum(x["correct"] for x in control.values()) == 2
     if (tmp_path / "curve.png").exists():
         assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    # a record of an earlier version, without the split, gets it from the probe and its predictions
+    earlier = [dict(records[0]), *records[1:]]
+    del earlier[0]["dev_answers_by_recall"], earlier[0]["nopretrain_dev_answers_by_recall"]
+    records_path.write_text("".join(json.dumps(r) + "\n" for r in earlier))
     again = run_ok(curve, tmp_path)
-    assert "epoch 1:" not in again.stdout
-    assert len((tmp_path / "p.params.knowledge.jsonl").read_text().splitlines()) == 3
+    assert "epoch 1:" not in again.stdout and "epoch 2" not in again.stdout
+    assert "epoch 1 (recorded before): recalled dev people answered " in again.stdout
+    assert [json.loads(line) for line in records_path.read_text().splitlines()] == records
     rows = run_ok(curve + ["--table"], tmp_path).stdout.splitlines()
     assert rows[0].startswith("| epochs | hours | pretraining loss | recall, dev people |") and len(rows) == 5
+    assert rows[0].endswith("| dev accuracy | recalled dev people answered (without pretraining) |")
     first = records[0]
     dev, finetuning = first["recall_dev_people"], first["recall_finetuning_people"]
+    split, control = (first[name]["recalled"] for name in ("dev_answers_by_recall", "nopretrain_dev_answers_by_recall"))
     assert rows[2] == (f"| 1 | {first['pretrain_hours']:.2f} | {first['pretrain_loss']:.3f} | "
                        f"{dev['completed']}/{dev['probed']} ({100 * dev['recall']:.1f}%) | "
                        f"{finetuning['completed']}/{finetuning['probed']} ({100 * finetuning['recall']:.1f}%) | "
-                       f"{first['finetune_loss']:.3f} | {first['dev_accuracy']:.1f}% |")
+                       f"{first['finetune_loss']:.3f} | {first['dev_accuracy']:.1f}% | "
+                       f"{split['correct']}/{split['questions']} ({control['correct']}/{control['questions']}) |")
 
 
 def test_the_knowledge_curve_without_snapshots_says_what_to_do(files, tmp_path):

@@ -572,6 +572,20 @@ def test_a_folder_for_a_file_and_a_file_for_a_folder_are_refused(files, tmp_path
     assert contents(tmp_path) == before and sorted(p.name for p in folder.iterdir()) == []
 
 
+@pytest.mark.parametrize("predictions", ["London\n", "London\nLondon\nLondon\nLondon\n", ""])
+def test_no_pretraining_predictions_of_another_file_are_refused_before_any_work(files, tmp_path, capsys,
+                                                                                 monkeypatch, predictions):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nopre.predictions").write_text(predictions)  # the dev file has 3 questions
+    curve = pretrained(files, tmp_path)
+    before = contents(tmp_path)
+    line = refused_here(capsys, knowledge_curve.main, *curve, "--nopretrain_predictions", "nopre.predictions")
+    count = len(predictions.splitlines())
+    assert line.endswith(f"nopre.predictions has {count} predictions for the 3 lines of {files['dev']}; give the "
+                         f"predictions run.py evaluate wrote for it"), line
+    assert contents(tmp_path) == before
+
+
 def symlink_to(path):
     link = path.parent / "link"
     link.symlink_to(path)
