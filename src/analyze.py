@@ -368,6 +368,26 @@ def pretrained_recall(model, stoi, itos, pairs, wiki_documents):
     return recall_summary(recall_by_pair(model, stoi, itos, pairs, wiki_documents))
 
 
+@torch.no_grad()
+def first_character_given(model, stoi, itos, pairs):
+    """
+    What a finetuned model answers when each gold place's first character is given after the
+    question's ⁇: the prediction run.py evaluate would write, from that character on. A model
+    that holds a person's fact but opens its answers with one favourite letter gets the fact
+    right here and wrong there, so the two accuracies apart tell the choice of the first
+    character from the knowledge of the rest. A first character the vocabulary lacks is not
+    given (no answer could be right then anyway).
+    """
+    device = next(model.parameters()).device
+    hints = [place[:1] if place[:1] in stoi else "" for _, place in pairs]
+    prompts = [torch.tensor([stoi[ch] for ch in question + MASK_CHAR + hint], device=device)
+               for (question, _), hint in zip(pairs, hints)]
+    # the hint is the first of evaluate's DECODE_STEPS characters (one fewer for an answer that
+    # cannot be right)
+    completions = on_host(greedy_decode(model, prompts, DECODE_STEPS - 1))
+    return [decode(itos, completion).split(MASK_CHAR)[1] for completion in completions]
+
+
 # -----------------------------------------------------------------------------
 # the report and the command
 

@@ -5,15 +5,17 @@ runs the handout's finetuning and dev evaluation through run.py, and the recall 
 (analyze.recall_by_pair) on the pretrained params themselves; it appends one record per
 snapshot to a JSON-lines file and draws dev accuracy and recall against pretraining epochs
 and hours. It also splits the dev answers by what the probe said of each person before the
-finetuning (recalled, not recalled, never shown), beside the no-pretraining model's answers to
-the same people: whether the finetuning gets out the facts that pretraining put in.
+finetuning (recalled, not recalled, never shown), and measures them again with each place's
+first character given (analyze.first_character_given), each beside the no-pretraining model's
+answers: whether the finetuning gets out the facts that pretraining put in, and where not, whether
+the first character is what stops them.
 
     python src/knowledge_curve.py vanilla wiki.txt --pretrain_params_path vanilla.pretrain.params \
-        --nopretrain_predictions vanilla.nopretrain.dev.predictions
+        --nopretrain_predictions vanilla.nopretrain.dev.predictions --nopretrain_params_path vanilla.model.params
 
 Run again as the pretraining goes on: a snapshot already recorded (same file, not written since)
 is not finetuned again, so each call adds the new ones (and gives a record of an earlier version
-the split it lacks, from the predictions it wrote). The finetuned params and predictions go to a
+the dev answers it lacks, from the files it wrote). The finetuned params and predictions go to a
 folder beside the pretraining's params (PRETRAIN.curve/); the test file is never read.
 """
 
@@ -84,22 +86,16 @@ def dev_accuracy(eval_pairs, predictions):
 
 def answers_by_recall(recalled, eval_pairs, predictions):
     """
-    The right answers among the evaluation people, split by what the recall probe said of each
-    before the finetuning (analyze.recall_by_pair): {"recalled" | "not_recalled" | "not_shown":
-    {"questions", "correct"}}, "not_shown" being the people whose place pretraining never shows.
+    The predictions' accuracy (%) and their right answers split by what the recall probe said
+    of each person before the finetuning (analyze.recall_by_pair): {"accuracy", "by_recall":
+    {"recalled" | "not_recalled" | "not_shown": {"questions", "correct"}}}, "not_shown" being the
+    people whose place pretraining never shows.
     """
     right = [gold == predicted for (_, gold), predicted in zip(eval_pairs, predictions)]
-    return {group: {"questions": sum(said is probe for said in recalled),
-                    "correct": sum(said is probe and ok for said, ok in zip(recalled, right))}
-            for group, probe in (("recalled", True), ("not_recalled", False), ("not_shown", None))}
-
-
-def dev_answers(recalled, eval_pairs, predictions, nopretrain):
-    """A record's dev answers split by recall, and the no-pretraining model's (if given) split alike."""
-    split = {"dev_answers_by_recall": answers_by_recall(recalled, eval_pairs, predictions)}
-    if nopretrain is not None:
-        split["nopretrain_dev_answers_by_recall"] = answers_by_recall(recalled, eval_pairs, nopretrain)
-    return split
+    return {"accuracy": dev_accuracy(eval_pairs, predictions),
+            "by_recall": {group: {"questions": sum(said is probe for said in recalled),
+                                  "correct": sum(said is probe and ok for said, ok in zip(recalled, right))}
+                          for group, probe in (("recalled", True), ("not_recalled", False), ("not_shown", None))}}
 
 
 def stamp(path):
@@ -112,6 +108,12 @@ def recall_of(model, params_path, corpus, pairs, wiki_documents):
     """analyze.recall_by_pair of the params in params_path for the pairs."""
     load_params(model, str(params_path), "cpu")
     return analyze.recall_by_pair(model, corpus.stoi, corpus.itos, pairs, wiki_documents)
+
+
+def first_character_given(model, params_path, corpus, eval_pairs):
+    """analyze.first_character_given of the finetuned params in params_path."""
+    load_params(model, str(params_path), "cpu")
+    return analyze.first_character_given(model, corpus.stoi, corpus.itos, eval_pairs)
 
 
 def measure(args, epoch, params_path, metrics, folder, model, corpus, wiki_documents, pairs, nopretrain):
@@ -132,21 +134,44 @@ def measure(args, epoch, params_path, metrics, folder, model, corpus, wiki_docum
     evaluate = ["evaluate", args.variant, args.pretrain_corpus_path, "--reading_params_path", str(finetuned),
                 "--eval_corpus_path", args.eval_corpus_path, "--outputs_path", str(predictions), *size]
     run(evaluate)
-    answers = read_predictions(predictions, pairs["evaluation"], args.eval_corpus_path)
-    return {"params": str(params_path), "stamp": stamp(params_path), "epoch": epoch,
-            "pretrain_hours": hours, "pretrain_loss": loss,
-            "recall_finetuning_people": analyze.recall_summary(recalled["finetuning"]),
-            "recall_dev_people": analyze.recall_summary(recalled["evaluation"]),
-            "finetune_loss": last_epoch_loss(metrics_path(finetuned)), "finetune_seconds": finetune_seconds,
-            "dev_accuracy": dev_accuracy(pairs["evaluation"], answers),
-            **dev_answers(recalled["evaluation"], pairs["evaluation"], answers, nopretrain),
-            "commands": [finetune, evaluate]}
+    record = {"params": str(params_path), "stamp": stamp(params_path), "epoch": epoch,
+              "pretrain_hours": hours, "pretrain_loss": loss,
+              "recall_finetuning_people": analyze.recall_summary(recalled["finetuning"]),
+              "recall_dev_people": analyze.recall_summary(recalled["evaluation"]),
+              "finetune_loss": last_epoch_loss(metrics_path(finetuned)), "finetune_seconds": finetune_seconds,
+              "commands": [finetune, evaluate]}
+    add_dev_answers(record, lacking(record, nopretrain), recalled["evaluation"], model, corpus, pairs["evaluation"],
+                    args.eval_corpus_path, nopretrain)
+    record["dev_accuracy"] = record["dev_answers"]["pretrained"]["accuracy"]
+    return record
 
 
-def predictions_written(record):
-    """The dev predictions path of a record's evaluate command."""
-    evaluate = record["commands"][1]
-    return evaluate[evaluate.index("--outputs_path") + 1]
+def written(record):
+    """(finetuned params, dev predictions): the files a record's commands wrote."""
+    finetune, evaluate = record["commands"]
+    return (Path(finetune[finetune.index("--writing_params_path") + 1]),
+            Path(evaluate[evaluate.index("--outputs_path") + 1]))
+
+
+def lacking(record, nopretrain):
+    """The names of record["dev_answers"] that a record lacks and the files it wrote can give."""
+    names = {"pretrained", "pretrained_first_character_given", *nopretrain} - record.get("dev_answers", {}).keys()
+    return names if all(path.exists() for path in written(record)) else set()
+
+
+def add_dev_answers(record, names, recalled, model, corpus, eval_pairs, eval_corpus_path, nopretrain):
+    """
+    Add to record["dev_answers"] those of the names, each split by recall (answers_by_recall):
+    "pretrained" (the predictions the record's evaluate wrote), "pretrained_first_character_given"
+    (its finetuned params with each place's first character given), and the no-pretraining
+    model's, which nopretrain holds under its names.
+    """
+    finetuned, predictions = written(record)
+    answers = {"pretrained": read_predictions(predictions, eval_pairs, eval_corpus_path),
+               "pretrained_first_character_given": first_character_given(model, finetuned, corpus, eval_pairs),
+               **nopretrain}
+    record["dev_answers"] = {**record.get("dev_answers", {}),
+                             **{name: answers_by_recall(recalled, eval_pairs, answers[name]) for name in names}}
 
 
 def read_records(path):
@@ -161,7 +186,11 @@ def read_records(path):
 
 
 def draw(records, figure_path, london, nopretrain):
-    """Dev accuracy and recall against pretraining epochs (left) and hours (right), with the baselines."""
+    """
+    Dev accuracy (plain and with the first character given) and recall against pretraining
+    epochs (left) and hours (right), with the baselines: nopretrain maps "nopretrain" and
+    "nopretrain_first_character_given" to the no-pretraining model's accuracies, where known.
+    """
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -171,7 +200,9 @@ def draw(records, figure_path, london, nopretrain):
         print("(no figure: matplotlib is not installed; pip install matplotlib)")
         return
     records = sorted(records, key=lambda r: r["epoch"])
+    hinted = [r.get("dev_answers", {}).get("pretrained_first_character_given") for r in records]
     series = [("dev accuracy after the handout's finetuning", [r["dev_accuracy"] for r in records], "C0", "o-"),
+              ("the same, the place's first character given", [h and h["accuracy"] for h in hinted], "C3", "D-"),
               ("recall probe, dev people (before finetuning)",
                [100 * (r["recall_dev_people"]["recall"] or 0) for r in records], "C1", "s--"),
               ("recall probe, finetuning people (before finetuning)",
@@ -180,11 +211,13 @@ def draw(records, figure_path, london, nopretrain):
     for axis, x, label in ((axes[0], [r["epoch"] for r in records], "pretraining epochs"),
                            (axes[1], [r["pretrain_hours"] for r in records], "pretraining hours (wall clock)")):
         for name, values, color, style in series:
-            points = [(a, b) for a, b in zip(x, values) if a is not None]
+            points = [(a, b) for a, b in zip(x, values) if a is not None and b is not None]
             axis.plot([a for a, _ in points], [b for _, b in points], style, color=color, label=name)
         axis.axhline(london, color="gray", linestyle=":", label=f'"London" for everyone ({london:.1f}%)')
-        if nopretrain is not None:
-            axis.axhline(nopretrain, color="red", linestyle=":", label=f"no pretraining ({nopretrain:.1f}%)")
+        for name, color, label in (("nopretrain", "red", "no pretraining"),
+                                   ("nopretrain_first_character_given", "C3", "no pretraining, first character given")):
+            if name in nopretrain:
+                axis.axhline(nopretrain[name], color=color, linestyle=":", label=f"{label} ({nopretrain[name]:.1f}%)")
         low, high = PUBLIC_RANGE
         axis.axhspan(low, high, color="C0", alpha=0.08,
                      label=f"public runs of the handout's full recipe, 650 epochs ({low}-{high}%)")
@@ -200,25 +233,30 @@ def draw(records, figure_path, london, nopretrain):
     print(figure_path)
 
 
-def recalled_answered(record):
+def answered(record, name, share=False):
     """
-    ("k/n", "k/n"): of the n dev people the probe recalled, how many the finetuned model answers
-    right, and how many the model finetuned without pretraining does ("?": not measured).
+    Of the dev answers of record["dev_answers"][name], the accuracy ("27.6%") if share, else the
+    right answers among the people the probe recalled ("5/32"); "?" if not measured.
     """
-    splits = [record.get(name, {}).get("recalled") for name in ("dev_answers_by_recall",
-                                                                "nopretrain_dev_answers_by_recall")]
-    return tuple(f"{x['correct']}/{x['questions']}" if x else "?" for x in splits)
+    answers = record.get("dev_answers", {}).get(name)
+    if answers is None:
+        return "?"
+    recalled = answers["by_recall"]["recalled"]
+    return f"{answers['accuracy']:.1f}%" if share else f"{recalled['correct']}/{recalled['questions']}"
 
 
-def recalled_answered_text(record):
-    return "recalled dev people answered {} (without pretraining {})".format(*recalled_answered(record))
+def extraction_text(record):
+    """What the finetuned models get out of the weights, as the curve prints it."""
+    return (f"first character given {answered(record, 'pretrained_first_character_given', True)} (without "
+            f"pretraining {answered(record, 'nopretrain_first_character_given', True)}); recalled dev people "
+            f"answered {answered(record, 'pretrained')} (without pretraining {answered(record, 'nopretrain')})")
 
 
 def table(records):
     """The records as a markdown table, by epoch."""
     lines = ["| epochs | hours | pretraining loss | recall, dev people | recall, finetuning people | finetuning loss "
-             "| dev accuracy | recalled dev people answered (without pretraining) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| dev accuracy | first character given (without pretraining) "
+             "| recalled dev people answered (without pretraining) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: r["epoch"]):
         recall = [r[f"recall_{people}_people"] for people in ("dev", "finetuning")]
         hours, loss = (f"{value:.{digits}f}" if value is not None else "?"  # a log that lacked the epoch
@@ -226,7 +264,9 @@ def table(records):
         lines.append(f"| {r['epoch']} | {hours} | {loss} | "
                      + " | ".join(f"{x['completed']}/{x['probed']} ({100 * (x['recall'] or 0):.1f}%)" for x in recall)
                      + f" | {r['finetune_loss']:.3f} | {r['dev_accuracy']:.1f}% | "
-                     + "{} ({}) |".format(*recalled_answered(r)))
+                     + f"{answered(r, 'pretrained_first_character_given', True)} "
+                       f"({answered(r, 'nopretrain_first_character_given', True)}) | "
+                     + f"{answered(r, 'pretrained')} ({answered(r, 'nopretrain')}) |")
     return "\n".join(lines)
 
 
@@ -246,7 +286,8 @@ def curve(args):
               ("--pretrain_params_path", args.pretrain_params_path),
               ("the pretraining's metrics log", metrics_path(args.pretrain_params_path)),
               ("--finetune_corpus_path", args.finetune_corpus_path), ("--eval_corpus_path", args.eval_corpus_path),
-              ("--nopretrain_predictions", args.nopretrain_predictions)]
+              ("--nopretrain_predictions", args.nopretrain_predictions),
+              ("--nopretrain_params_path", args.nopretrain_params_path)]
     check_outputs([("--records", records_path)], inputs)  # read and rewritten: no other input may be it
     check_outputs([("--figure", args.figure)], inputs + [("--records", records_path)])
     pairs = {"finetuning": analyze.parse_questions(read_text(args.finetune_corpus_path, "finetuning corpus"),
@@ -258,14 +299,19 @@ def curve(args):
     if not pairs["evaluation"] or pairs["evaluation"][0][1] is None:
         raise InputError(f"{args.eval_corpus_path}: every line needs QUESTION<TAB>PLACE (the curve scores answers)")
     # read now, not after hours of finetuning, so that a bad file stops the curve before it starts
-    nopretrain = (read_predictions(args.nopretrain_predictions, pairs["evaluation"], args.eval_corpus_path)
-                  if args.nopretrain_predictions else None)
+    nopretrain = {}  # the no-pretraining model's dev answers, by the names of a record's "dev_answers"
+    if args.nopretrain_predictions:
+        nopretrain["nopretrain"] = read_predictions(args.nopretrain_predictions, pairs["evaluation"],
+                                                    args.eval_corpus_path)
     wiki_text = read_text(args.pretrain_corpus_path, "pretraining corpus")
     try:
         corpus = CharCorruptionDataset(wiki_text, BLOCK_SIZE)
     except ValueError as error:
         raise InputError(f"pretraining corpus {args.pretrain_corpus_path}: {error}") from None
     model = build_model(corpus.vocab_size, BLOCK_SIZE, args.variant, args)
+    if args.nopretrain_params_path:
+        nopretrain["nopretrain_first_character_given"] = first_character_given(
+            model, args.nopretrain_params_path, corpus, pairs["evaluation"])
     found = snapshots(args.pretrain_params_path)
     if not found:
         raise InputError(f"no snapshots of {args.pretrain_params_path} and no final params: run run.py pretrain "
@@ -288,20 +334,21 @@ def curve(args):
             print(f"epoch {record['epoch']}: pretraining loss {record['pretrain_loss']}, recall dev "
                   f"{record['recall_dev_people']['completed']}/{record['recall_dev_people']['probed']}, finetuning "
                   f"{record['recall_finetuning_people']['completed']}/{record['recall_finetuning_people']['probed']}; "
-                  f"dev accuracy {record['dev_accuracy']:.1f}%; {recalled_answered_text(record)}", flush=True)
-        elif "dev_answers_by_recall" not in record and Path(predictions_written(record)).exists():
-            # recorded by an earlier version without the split: the probe again, and the predictions it wrote
-            answers = read_predictions(predictions_written(record), pairs["evaluation"], args.eval_corpus_path)
+                  f"dev accuracy {record['dev_accuracy']:.1f}%; {extraction_text(record)}", flush=True)
+        elif names := lacking(record, nopretrain):
+            # recorded by an earlier version: the probe again, and the files it wrote
             recalled = recall_of(model, path, corpus, pairs["evaluation"], wiki_documents)
-            record.update(dev_answers(recalled, pairs["evaluation"], answers, nopretrain))
-            print(f"epoch {record['epoch']} (recorded before): {recalled_answered_text(record)}", flush=True)
+            add_dev_answers(record, names, recalled, model, corpus, pairs["evaluation"], args.eval_corpus_path,
+                            nopretrain)
+            print(f"epoch {record['epoch']} (recorded before): {extraction_text(record)}", flush=True)
         else:
             continue
         with atomic_output(records_path) as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
     golds = [place for _, place in pairs["evaluation"]]
     london = 100 * sum(place == "London" for place in golds) / len(golds)
-    draw(records, args.figure, london, None if nopretrain is None else dev_accuracy(pairs["evaluation"], nopretrain))
+    draw(records, args.figure, london,
+         {name: dev_accuracy(pairs["evaluation"], predictions) for name, predictions in nopretrain.items()})
 
 
 def main(argv=None):
@@ -313,6 +360,9 @@ def main(argv=None):
     parser.add_argument("--finetune_corpus_path", default="birth_places_train.tsv")
     parser.add_argument("--eval_corpus_path", default="birth_dev.tsv")
     parser.add_argument("--nopretrain_predictions", help="dev predictions of the model finetuned without pretraining")
+    parser.add_argument("--nopretrain_params_path",
+                        help="params of the model finetuned without pretraining (for its answers with the first "
+                             "character given)")
     parser.add_argument("--seed", type=SEEDS, default=0, help="the finetunings' seed (default 0)")
     parser.add_argument("--out_dir", help="where the finetuned params and predictions go (default PRETRAIN.curve/)")
     parser.add_argument("--records", help="the records file (default PRETRAIN.knowledge.jsonl)")

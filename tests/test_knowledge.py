@@ -4,6 +4,7 @@ What pretraining puts into the weights, measured: snapshots of a pretraining (ru
 (knowledge_curve.py) that finetunes and evaluates each snapshot.
 """
 
+import argparse
 import json
 import signal
 import subprocess
@@ -16,8 +17,10 @@ import torch
 import analyze
 import handout
 import knowledge_curve
+from utils import DECODE_STEPS
 from conftest import ROOT
-from dataset import BLOCK_SIZE, CharCorruptionDataset
+from dataset import BLOCK_SIZE, MASK_CHAR, CharCorruptionDataset
+from params import build_model, load_params
 from test_robustness import CORPUS, FINETUNE, REPRODUCIBLE, files  # noqa: F401 (files is a fixture)
 
 TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--device", "cpu"]
@@ -181,19 +184,35 @@ def test_dev_answers_are_split_by_what_the_probe_said_of_each_person():
     pairs = [(f"Where was {name} born?", place) for name, place in
              [("A A", "London"), ("B B", "Paris"), ("C C", "Rome"), ("D D", "Oslo"), ("E E", "Lima")]]
     recalled = [True, True, False, None, False]
-    predictions = ["London", "London", "Rome", "Oslo", "Paris"]
-    nopretrain = ["London", "London", "London", "London", "Lima"]
-    split = knowledge_curve.dev_answers(recalled, pairs, predictions, nopretrain)
-    assert split == {
-        "dev_answers_by_recall": {"recalled": {"questions": 2, "correct": 1},
-                                  "not_recalled": {"questions": 2, "correct": 1},
-                                  "not_shown": {"questions": 1, "correct": 1}},
-        "nopretrain_dev_answers_by_recall": {"recalled": {"questions": 2, "correct": 1},
-                                             "not_recalled": {"questions": 2, "correct": 1},
-                                             "not_shown": {"questions": 1, "correct": 0}}}
-    assert knowledge_curve.recalled_answered(split) == ("1/2", "1/2")
-    assert knowledge_curve.dev_answers(recalled, pairs, predictions, None).keys() == {"dev_answers_by_recall"}
-    assert knowledge_curve.recalled_answered({}) == ("?", "?")
+    assert knowledge_curve.answers_by_recall(recalled, pairs, ["London", "London", "Rome", "Oslo", "Paris"]) == {
+        "accuracy": 60.0, "by_recall": {"recalled": {"questions": 2, "correct": 1},
+                                        "not_recalled": {"questions": 2, "correct": 1},
+                                        "not_shown": {"questions": 1, "correct": 1}}}
+    split = knowledge_curve.answers_by_recall(recalled, pairs, ["London", "Paris", "London", "London", "Lima"])
+    assert split == {"accuracy": 60.0, "by_recall": {"recalled": {"questions": 2, "correct": 2},
+                                                     "not_recalled": {"questions": 2, "correct": 1},
+                                                     "not_shown": {"questions": 1, "correct": 0}}}
+    record = {"dev_answers": {"pretrained": split}}
+    assert knowledge_curve.answered(record, "pretrained") == "2/2"
+    assert knowledge_curve.answered(record, "pretrained", share=True) == "60.0%"
+    assert knowledge_curve.answered(record, "nopretrain") == "?" and knowledge_curve.answered({}, "pretrained") == "?"
+
+
+def test_the_first_character_given_is_the_places_and_the_answer_runs_from_it(monkeypatch):
+    corpus = CharCorruptionDataset(CORPUS, BLOCK_SIZE)
+    pairs = pairs_of(FINETUNE)[:3] + [("Where was Ada Lovelace born?", "\u00c5lesund")]  # not in the vocabulary
+    calls = []
+
+    def fake_decode(model, prompts, steps):  # every prompt continued with "ondon⁇"
+        calls.append((steps, ["".join(corpus.itos[int(i)] for i in prompt) for prompt in prompts]))
+        return [torch.cat([prompt, torch.tensor([corpus.stoi[c] for c in "ondon" + MASK_CHAR])]) for prompt in prompts]
+
+    monkeypatch.setattr(analyze, "greedy_decode", fake_decode)
+    predictions = analyze.first_character_given(torch.nn.Linear(1, 1), corpus.stoi, corpus.itos, pairs)
+    [(steps, prompts)] = calls
+    assert steps == DECODE_STEPS - 1  # the given character is the first of evaluate's characters
+    assert prompts == [question + MASK_CHAR + place[0] for question, place in pairs[:3]] + [pairs[3][0] + MASK_CHAR]
+    assert predictions == ["London", "London", "Nondon", "ondon"]
 
 
 def test_the_knowledge_curve_measures_each_snapshot_once(files, tmp_path):
@@ -202,12 +221,17 @@ def test_the_knowledge_curve_measures_each_snapshot_once(files, tmp_path):
     curve = [sys.executable, str(ROOT / "src" / "knowledge_curve.py"), "vanilla", str(files["corpus"]),
              "--pretrain_params_path", str(tmp_path / "p.params"), "--finetune_corpus_path", str(files["finetune"]),
              "--eval_corpus_path", str(files["dev"]), "--figure", str(tmp_path / "curve.png"),
-             "--nopretrain_predictions", str(tmp_path / "nopre.predictions"), *TINY[:6]]
+             "--nopretrain_predictions", str(tmp_path / "nopre.predictions"),
+             "--nopretrain_params_path", str(tmp_path / "p.params.epoch1"), *TINY[:6]]
     first = run_ok(curve, tmp_path)
     records_path = tmp_path / "p.params.knowledge.jsonl"
     records = [json.loads(line) for line in records_path.read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]
     metrics = [json.loads(line) for line in (tmp_path / "p.params.metrics.jsonl").read_text().splitlines()]
+    corpus = CharCorruptionDataset(CORPUS, BLOCK_SIZE)
+    model = build_model(corpus.vocab_size, BLOCK_SIZE, "vanilla", argparse.Namespace(
+        n_layer=1, n_head=2, n_embd=16, bottleneck_dim=None))
+    pairs = pairs_of(files["dev"].read_text())
     for record in records:
         steps = [m for m in metrics if m["epoch"] == record["epoch"]]
         assert record["pretrain_loss"] == pytest.approx(sum(m["loss"] for m in steps) / len(steps))
@@ -218,34 +242,49 @@ def test_the_knowledge_curve_measures_each_snapshot_once(files, tmp_path):
         golds = ["London", "London", "New York City"]
         assert record["dev_accuracy"] == pytest.approx(100 * sum(p == g for p, g in zip(predictions, golds)) / 3)
         assert f"epoch {record['epoch']}: pretraining loss" in first.stdout
-        # the split covers every dev person once, in the groups the probe's counts say
-        recall, split = record["recall_dev_people"], record["dev_answers_by_recall"]
-        assert [split[group]["questions"] for group in ("recalled", "not_recalled", "not_shown")] == [
-            recall["completed"], recall["probed"] - recall["completed"], recall["people"] - recall["probed"]]
-        assert sum(x["correct"] for x in split.values()) == sum(p == g for p, g in zip(predictions, golds))
-        control = record["nopretrain_dev_answers_by_recall"]
-        assert [x["questions"] for x in control.values()] == [x["questions"] for x in split.values()]
-        assert sum(x["correct"] for x in control.values()) == 2
+        # each split covers every dev person once, in the groups the probe's counts say
+        recall, answers = record["recall_dev_people"], record["dev_answers"]
+        assert answers.keys() == {"pretrained", "pretrained_first_character_given", "nopretrain",
+                                  "nopretrain_first_character_given"}
+        for split in answers.values():
+            assert [split["by_recall"][group]["questions"] for group in ("recalled", "not_recalled", "not_shown")] == [
+                recall["completed"], recall["probed"] - recall["completed"], recall["people"] - recall["probed"]]
+            assert sum(x["correct"] for x in split["by_recall"].values()) == round(3 * split["accuracy"] / 100)
+        assert answers["pretrained"]["accuracy"] == record["dev_accuracy"]
+        assert answers["nopretrain"]["accuracy"] == pytest.approx(200 / 3)
+        # with the first character given: the finetuned params it wrote, and the no-pretraining ones given
+        finetuned = tmp_path / "p.params.curve" / f"{name}.finetune.params"
+        for kind, params in (("pretrained_first_character_given", finetuned),
+                             ("nopretrain_first_character_given", tmp_path / "p.params.epoch1")):
+            load_params(model, str(params), "cpu")
+            hinted = analyze.first_character_given(model, corpus.stoi, corpus.itos, pairs)
+            assert answers[kind]["accuracy"] == pytest.approx(100 * sum(p == g for p, g in zip(hinted, golds)) / 3)
     if (tmp_path / "curve.png").exists():
         assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
-    # a record of an earlier version, without the split, gets it from the probe and its predictions
-    earlier = [dict(records[0]), *records[1:]]
-    del earlier[0]["dev_answers_by_recall"], earlier[0]["nopretrain_dev_answers_by_recall"]
+    # records of an earlier version, without the dev answers or with some, get those they lack from
+    # the probe and the files they wrote, and nothing is finetuned again
+    earlier = [{**records[0]}, {**records[1], "dev_answers": {**records[1]["dev_answers"]}}, records[2]]
+    del earlier[0]["dev_answers"], earlier[1]["dev_answers"]["pretrained_first_character_given"]
     records_path.write_text("".join(json.dumps(r) + "\n" for r in earlier))
     again = run_ok(curve, tmp_path)
-    assert "epoch 1:" not in again.stdout and "epoch 2" not in again.stdout
-    assert "epoch 1 (recorded before): recalled dev people answered " in again.stdout
+    assert "epoch 1:" not in again.stdout and "epoch 2:" not in again.stdout and "epoch 3" not in again.stdout
+    assert "epoch 1 (recorded before): first character given " in again.stdout
+    assert "epoch 2 (recorded before): first character given " in again.stdout
     assert [json.loads(line) for line in records_path.read_text().splitlines()] == records
     rows = run_ok(curve + ["--table"], tmp_path).stdout.splitlines()
     assert rows[0].startswith("| epochs | hours | pretraining loss | recall, dev people |") and len(rows) == 5
-    assert rows[0].endswith("| dev accuracy | recalled dev people answered (without pretraining) |")
+    assert rows[0].endswith("| dev accuracy | first character given (without pretraining) "
+                            "| recalled dev people answered (without pretraining) |")
     first = records[0]
     dev, finetuning = first["recall_dev_people"], first["recall_finetuning_people"]
-    split, control = (first[name]["recalled"] for name in ("dev_answers_by_recall", "nopretrain_dev_answers_by_recall"))
+    answers = first["dev_answers"]
+    split, control = (answers[name]["by_recall"]["recalled"] for name in ("pretrained", "nopretrain"))
     assert rows[2] == (f"| 1 | {first['pretrain_hours']:.2f} | {first['pretrain_loss']:.3f} | "
                        f"{dev['completed']}/{dev['probed']} ({100 * dev['recall']:.1f}%) | "
                        f"{finetuning['completed']}/{finetuning['probed']} ({100 * finetuning['recall']:.1f}%) | "
                        f"{first['finetune_loss']:.3f} | {first['dev_accuracy']:.1f}% | "
+                       f"{answers['pretrained_first_character_given']['accuracy']:.1f}% "
+                       f"({answers['nopretrain_first_character_given']['accuracy']:.1f}%) | "
                        f"{split['correct']}/{split['questions']} ({control['correct']}/{control['questions']}) |")
 
 

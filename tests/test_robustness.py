@@ -586,6 +586,18 @@ def test_no_pretraining_predictions_of_another_file_are_refused_before_any_work(
     assert contents(tmp_path) == before
 
 
+@pytest.mark.parametrize("params", ["text", "missing"])
+def test_bad_no_pretraining_params_are_refused_before_any_work(files, tmp_path, capsys, monkeypatch, params):
+    monkeypatch.chdir(tmp_path)
+    if params == "text":
+        (tmp_path / "nopre.params").write_text("not params\n")
+    curve = pretrained(files, tmp_path)
+    before = contents(tmp_path)
+    line = refused_here(capsys, knowledge_curve.main, *curve, "--nopretrain_params_path", "nopre.params")
+    assert "nopre.params" in line, line
+    assert contents(tmp_path) == before
+
+
 def symlink_to(path):
     link = path.parent / "link"
     link.symlink_to(path)
