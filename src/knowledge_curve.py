@@ -214,10 +214,11 @@ def draw(records, figure_path, london, nopretrain):
             points = [(a, b) for a, b in zip(x, values) if a is not None and b is not None]
             axis.plot([a for a, _ in points], [b for _, b in points], style, color=color, label=name)
         axis.axhline(london, color="gray", linestyle=":", label=f'"London" for everyone ({london:.1f}%)')
-        for name, color, label in (("nopretrain", "red", "no pretraining"),
-                                   ("nopretrain_first_character_given", "C3", "no pretraining, first character given")):
+        # each baseline in the colour of the series it is the floor of
+        for name, color, legend in (("nopretrain", "C0", "no pretraining"),
+                                    ("nopretrain_first_character_given", "C3", "no pretraining, first character given")):
             if name in nopretrain:
-                axis.axhline(nopretrain[name], color=color, linestyle=":", label=f"{label} ({nopretrain[name]:.1f}%)")
+                axis.axhline(nopretrain[name], color=color, linestyle=":", label=f"{legend} ({nopretrain[name]:.1f}%)")
         low, high = PUBLIC_RANGE
         axis.axhspan(low, high, color="C0", alpha=0.08,
                      label=f"public runs of the handout's full recipe, 650 epochs ({low}-{high}%)")
