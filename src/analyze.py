@@ -6,8 +6,10 @@ See what happened: where a model's predicted birth places come from.
         --finetune_corpus_path birth_places_train.tsv
 
 For the predictions that run.py evaluate wrote, and the gold places beside their questions,
-it reports accuracy overall and split by whether the person was seen in pretraining (has a
-document in wiki.txt) or in finetuning; how many gold places occur in the person's own
+it reports accuracy overall, again with each gold place's first character given (a model that
+knows a fact but opens its answers with one favourite letter gets it right only then), and
+split by whether the person was seen in pretraining (has a document in wiki.txt) or in
+finetuning; how many gold places occur in the person's own
 document, the most that retrieval from pretraining could get right; the "London" and
 most-frequent-answer baselines; and the model's confidence in its own greedy answers, which
 says whether the model can tell a retrieved answer from a made-up one (handout question 3(b)).
@@ -188,14 +190,18 @@ def answer_kind(correct, gold_in_line, prediction_in_line, sources):
     return "wrong_from_wiki_line" if prediction_in_line else "made_up"
 
 
-def analyze(eval_pairs, predictions, wiki_documents, finetune_pairs, confidences, n_examples=5):
-    """Everything the report says, as a dict ready for JSON; the inputs are the files' contents."""
+def analyze(eval_pairs, predictions, wiki_documents, finetune_pairs, confidences, hinted, n_examples=5):
+    """
+    Everything the report says, as a dict ready for JSON; the inputs are the files' contents, the
+    model's confidences in its answers, and its answers with the first character given (hinted:
+    first_character_given).
+    """
     names = [person_name(question) for question, _ in eval_pairs]
     documents = documents_by_name(wiki_documents, names)
     finetune_names = {person_name(question) for question, _ in finetune_pairs}
     people_index = people_by_name_word(finetune_pairs)
     records = []
-    for name, (_, gold), prediction, confidence in zip(names, eval_pairs, predictions, confidences):
+    for name, (_, gold), prediction, confidence, hint in zip(names, eval_pairs, predictions, confidences, hinted):
         correct = prediction == gold
         gold_in_line, prediction_in_line = occurs_in(gold, documents[name]), occurs_in(prediction, documents[name])
         sources = [] if correct else copied_from(name, prediction, people_index)
@@ -204,6 +210,7 @@ def analyze(eval_pairs, predictions, wiki_documents, finetune_pairs, confidences
             "confidence": confidence, "in_wiki": bool(documents[name]), "in_finetuning": name in finetune_names,
             "gold_in_wiki_line": gold_in_line, "prediction_in_wiki_line": prediction_in_line,
             "kind": answer_kind(correct, gold_in_line, prediction_in_line, sources), "copied_from": sources,
+            "first_character_given": hint,
         })
 
     def accuracy_where(condition):
@@ -213,8 +220,15 @@ def analyze(eval_pairs, predictions, wiki_documents, finetune_pairs, confidences
     golds = [gold for _, gold in eval_pairs]
     confidence_correct = [r["confidence"] for r in records if r["correct"]]
     confidence_wrong = [r["confidence"] for r in records if not r["correct"]]
+    # the first character the answers open with most (the first to occur, on a tie)
+    opening = Counter(prediction[:1] for prediction in predictions if prediction).most_common(1)
+    opening = opening[0][0] if opening else None
     return {
         "overall": accuracy_where(lambda r: True),
+        "first_character_given": accuracy([r["first_character_given"] == r["gold"] for r in records]),
+        "first_characters": {"character": opening, "questions": len(records),
+                             "answers": sum(opening is not None and p.startswith(opening) for p in predictions),
+                             "gold_places": sum(opening is not None and g.startswith(opening) for g in golds)},
         "in_wiki": accuracy_where(lambda r: r["in_wiki"]),
         "not_in_wiki": accuracy_where(lambda r: not r["in_wiki"]),
         "in_finetuning": accuracy_where(lambda r: r["in_finetuning"]),
@@ -412,6 +426,7 @@ def format_report(report, predictions_path, eval_corpus_path):
     frequent = report["baselines"]["most_frequent_finetuning_answer"]
     rows = [
         ("accuracy", overall),
+        ("  with each gold place's first character given", report["first_character_given"]),
         ("  person in wiki.txt (seen in pretraining)", report["in_wiki"]),
         ("  person not in wiki.txt", report["not_in_wiki"]),
         ("  person in the finetuning file", report["in_finetuning"]),
@@ -431,6 +446,10 @@ def format_report(report, predictions_path, eval_corpus_path):
         f"  \"{frequent['place']}\" answers {frequent['times_in_finetuning']} of the "
         f"{frequent['finetuning_questions']} finetuning questions",
     ]
+    opening = report["first_characters"]
+    if opening["character"] is not None:
+        lines.append(f"  {opening['answers']} of the {opening['questions']} answers open with "
+                     f"\"{opening['character']}\", as {opening['gold_places']} of the gold places do")
 
     confidence = report["confidence"]
     lines += ["", "  confidence: the probability the model gives its own answer and the closing \u2047",
@@ -526,8 +545,9 @@ def analyze_files(args):
         raise InputError(f"{args.eval_corpus_path} or {args.predictions_path}: {error}; were these predictions "
                          f"made by run.py evaluate with {args.pretrain_corpus_path}?") from None
 
+    hinted = first_character_given(model, vocabulary.stoi, vocabulary.itos, eval_pairs)
     documents = wiki_text.split("\n")
-    report = analyze(eval_pairs, predictions, documents, finetune_pairs, confidences, args.examples)
+    report = analyze(eval_pairs, predictions, documents, finetune_pairs, confidences, hinted, args.examples)
     if args.pretrained_params_path is not None:
         load_params(model, args.pretrained_params_path, device)
         report["recall"] = {"pretrained_params_path": args.pretrained_params_path, **{

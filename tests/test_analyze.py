@@ -7,6 +7,7 @@ builds. Everything is written under tmp_path.
 """
 
 import json
+import re
 import subprocess
 import sys
 
@@ -55,9 +56,13 @@ def finetune_pairs():
     return [(question(name), place) for name, place in FINETUNE]
 
 
+# the answers with each gold place's first character given: all right but Kim Day's
+HINTED = ["Leeds", "Derby", "Paris", "Boston", "Paris", "Seoul", "Lagos"]
+
+
 def hand_made_report(n_examples=5):
     return analyze.analyze(eval_pairs(), [p for _, _, p, _, _ in DEV], WIKI, finetune_pairs(),
-                           [c for _, _, _, c, _ in DEV], n_examples)
+                           [c for _, _, _, c, _ in DEV], HINTED, n_examples)
 
 
 def trained_like_model(variant, vocab_size, block_size=64, seed=0):
@@ -146,6 +151,10 @@ def test_accuracies_and_splits_on_hand_made_people():
         assert stats["accuracy"] == pytest.approx(correct / questions)
 
     check(report["overall"], 7, 3)
+    check(report["first_character_given"], 7, 6)
+    # the answers open with P twice (Paris, Paris) and B twice (Berlin, Busan): the first to occur wins
+    assert report["first_characters"] == {"character": "P", "questions": 7, "answers": 2, "gold_places": 2}
+    assert [r["first_character_given"] for r in report["questions"]] == HINTED
     check(report["in_wiki"], 5, 2)              # Ann, Bob, Cara, Dan, Jo; Ann and Cara right
     check(report["not_in_wiki"], 2, 1)          # Eve and Kim; Eve right
     check(report["in_finetuning"], 1, 1)        # Cara
@@ -294,6 +303,16 @@ def test_the_command_prints_the_report_and_writes_the_json(files):
     want = analyze.answer_confidences(files["model"], files["vocabulary"].stoi, [q for q, _ in eval_pairs()],
                                       [p for _, _, p, _, _ in DEV])
     assert [r["confidence"] for r in report["questions"]] == pytest.approx(want, rel=1e-4, abs=0)
+
+    # the answers with the first character given are the model's, and the report prints their accuracy
+    hinted = analyze.first_character_given(files["model"], files["vocabulary"].stoi, files["vocabulary"].itos,
+                                           eval_pairs())
+    assert [r["first_character_given"] for r in report["questions"]] == hinted
+    right = sum(h == gold for h, (_, gold) in zip(hinted, eval_pairs()))
+    assert report["first_character_given"]["correct"] == right
+    assert re.search(rf"^    with each gold place's first character given +{100 * right / 7:.1f}%  \({right} of 7\)$",
+                     result.stdout, re.MULTILINE), result.stdout
+    assert '\n  2 of the 7 answers open with "P", as 2 of the gold places do\n' in result.stdout
 
 
 def test_the_command_writes_the_json_where_asked(files, tmp_path, capsys):
