@@ -1,8 +1,10 @@
 """
 The main job: runs the handout's whole sequence of commands (parts 2(d), 2(f), 2(g) and the
 London baseline) in order, writes every output under the handout's file names, ends with a
-table of dev accuracies beside the reference figures, and writes RESULTS.md: that table,
-the training curves, and the analysis of the best run (what part 3 of the handout asks).
+table of dev accuracies beside the reference figures (each model's also with every gold place's
+first character given: what its weights know even where it cannot choose that letter), and
+writes RESULTS.md: that table, the training curves, and the analysis of the best run (what
+part 3 of the handout asks).
 
     python handout.py                  # the handout's run on a CUDA GPU; the CPU recipe elsewhere
     python handout.py --length full
@@ -22,7 +24,9 @@ runs measured (about 1.5 hours per variant on 2 cores). On a CPU the default is 
 recipe instead: the same commands with a few flags added (a smaller model, fewer epochs,
 smaller batches, no pretraining dropout, a schedule that ends with the run), chosen by the
 sweep in BENCHMARKS.md as what pretrains furthest in about 22 minutes of 2 cores. That is
-measured to be too little pretraining to lift dev accuracy; its table says which recipe ran.
+measured to be too little pretraining to lift dev accuracy, but not what the model knows: with
+the first character given, its pretrained model answers far more than its unpretrained one
+(BENCHMARKS.md, "The first character given"); its table says which recipe ran.
 The first seed's outputs go to the top level (what collect_submission.sh packs); each
 further seed's to runs/seed-N/.
 
@@ -65,8 +69,8 @@ from expected_time import PROBE_SECONDS, Estimate
 from handout_ledger import (LEDGER_NAME, fingerprints, forget_other_code, made_by_other_code, next_action,
                             read_ledger, run_recorded, show_skipped)
 from handout_reference import PRETRAINED_ROW
-from handout_report import (RESULTS_FOLDER, accuracy_table, analyse_best, describe, make_figures, print_table,
-                            write_results)
+from handout_report import (RESULTS_FOLDER, accuracy_table, analyse_best, describe, first_character_accuracy,
+                            make_figures, print_table, write_results)
 from handout_step import StepStopped, accuracy, step_files, stop_signals
 from model import VARIANTS
 from safe_io import InputError, exit_on_input_error
@@ -251,6 +255,12 @@ def run_sequence(seed, folder, recipe, device, variants=HANDOUT_VARIANTS, precis
     return results, sum(record["seconds"] for _, record in records), seconds_now
 
 
+def first_character_results(seed, folder, recipe, device, variants=HANDOUT_VARIANTS):
+    """{table row: its model's dev accuracy with each gold place's first character given} of a sequence that ran."""
+    return {row: first_character_accuracy(step_command(arguments, training, folder, recipe, seed, device))
+            for row, arguments, training in handout_steps(variants) if row and arguments[0] == "src/run.py"}
+
+
 def run_handout(args, recipe, device_kind):
     """Every sequence, then the figures, the analysis, RESULTS.md and the table."""
     steps = handout_steps(args.variants)
@@ -259,12 +269,13 @@ def run_handout(args, recipe, device_kind):
         for folder in folders:
             forget_other_code(folder, steps)
     say_expected_time(args, recipe)
-    results_by_seed, seconds, seconds_now = [], 0.0, 0.0
+    results_by_seed, hinted_by_seed, seconds, seconds_now = [], [], 0.0, 0.0
     for seed, folder in zip(args.seeds, folders):
         results, sequence_seconds, sequence_seconds_now = run_sequence(seed, folder, recipe, args.device,
                                                                        args.variants, args.precision,
                                                                        args.snapshot_epochs)
         results_by_seed.append(results)
+        hinted_by_seed.append(first_character_results(seed, folder, recipe, args.device, args.variants))
         seconds += sequence_seconds
         seconds_now += sequence_seconds_now
 
@@ -273,7 +284,7 @@ def run_handout(args, recipe, device_kind):
     analysed_variant, analysis = analyse_best(results_by_seed[0], args.variants, recipe_flags(recipe, None))
     other_code = set().union(*(made_by_other_code(read_ledger(folder / LEDGER_NAME), steps) for folder in folders))
     other_code_rows = {row for row, arguments, _ in steps if shlex.join(arguments) in other_code}
-    header, rows = accuracy_table(results_by_seed, other_code_rows)
+    header, rows = accuracy_table(results_by_seed, hinted_by_seed, other_code_rows)
     device_name = device_kind.table_name()
     other_flags = [*(["--length", args.length] if args.length != "auto" else []),
                    *(["--variants", *args.variants] if args.variants != HANDOUT_VARIANTS else []),

@@ -1,17 +1,25 @@
 """
-What handout.py reports once the steps have run: the table of dev accuracies beside the
-reference figures (printed, and in RESULTS.md with the training curves and the analysis of the
-best pretrained run).
+What handout.py reports once the steps have run: the table of dev accuracies, each model's
+again with the first character of each gold place given, beside the reference figures
+(printed, and in RESULTS.md with the training curves and the analysis of the best pretrained
+run).
 """
 
+import contextlib
+import io
 import shlex
 import statistics
 import time
 from pathlib import Path
 
+import analyze
+from dataset import BLOCK_SIZE, CharCorruptionDataset
+from device import resolve_device
 from handout_reference import PRETRAINED_ROW, reference_rows
 from handout_step import run_arguments, run_step
-from params import metrics_path
+from params import build_model, load_params, metrics_path
+from safe_io import read_text
+from utils import parse_birth_places, score_places
 
 RESULTS_FOLDER = Path("results")
 
@@ -61,11 +69,39 @@ OTHER_CODE_NOTE = ("* made, in part, by other code than src/ holds now (the step
                    "record which): the same command with --redo_other_code runs those steps again")
 
 
-def accuracy_table(results_by_seed, other_code_rows=()):
-    """The rows of the runs made (the variants asked for), in the reference's order; * marks other code's."""
-    header = ("run", "this run", "the assignment's answer", "public runs (2021 unless said)")
+FIRST_CHARACTER_NOTE = ("first character given: the same model's dev accuracy when each gold place's first "
+                        "character is written after the question (src/analyze.py): what its weights know of the "
+                        "people even where it cannot choose that letter")
+
+
+def first_character_accuracy(evaluate_command):
+    """
+    The dev accuracy (%) of the model that a src/run.py evaluate command reads, with each gold
+    place's first character given (analyze.first_character_given), on that command's device.
+    """
+    args = run_arguments(evaluate_command)
+    device = resolve_device(args.device)
+    with contextlib.redirect_stdout(io.StringIO()):  # the dataset's own line
+        corpus = CharCorruptionDataset(read_text(args.pretrain_corpus_path, "pretraining corpus"), BLOCK_SIZE)
+    model = build_model(corpus.vocab_size, BLOCK_SIZE, args.variant, args).to(device)
+    load_params(model, args.reading_params_path, device)
+    pairs = parse_birth_places(read_text(args.eval_corpus_path, "evaluation file"), args.eval_corpus_path)
+    total, correct = score_places(pairs, analyze.first_character_given(model, corpus.stoi, corpus.itos, pairs),
+                                  args.eval_corpus_path)
+    return 100 * correct / total if total else None
+
+
+def accuracy_table(results_by_seed, hinted_by_seed, other_code_rows=()):
+    """
+    The rows of the runs made (the variants asked for), in the reference's order: each seed's
+    dev accuracy, and with the first character given (hinted: the rows of a model); * marks
+    other code's.
+    """
+    header = ("run", "this run", "first character given", "the assignment's answer",
+              "public runs (2021 unless said)")
     reference = reference_rows()
     rows = [(name, summary([results[name] for results in results_by_seed]) + (" *" if name in other_code_rows else ""),
+             summary([hinted[name] for hinted in hinted_by_seed]) if name in hinted_by_seed[0] else "",
              *reference[name])
             for name in reference if name in results_by_seed[0]]
     return header, rows
@@ -138,6 +174,8 @@ on {device_name}, {time.strftime('%Y-%m-%d')}, in {minutes:.1f} minutes. Do not 
 ## Dev accuracy (%, 500 names{over_seeds})
 
 {markdown_table(header, rows)}
+
+{FIRST_CHARACTER_NOTE[0].upper() + FIRST_CHARACTER_NOTE[1:]}.
 {other_code_note}
 ## Training curves
 
@@ -161,6 +199,7 @@ def print_table(header, rows, other_code_rows, recipe, seeds, seconds, seconds_n
     print(f"\nDev accuracy (%) of {describe(recipe)}{several_seeds}, {seconds / 60:.1f} minutes of training and "
           f"evaluation ({seconds_now / 60:.1f} of them in this run):")
     print(text_table(header, rows))
+    print(FIRST_CHARACTER_NOTE)
     if other_code_rows:
         print(OTHER_CODE_NOTE)
     print("\nRESULTS.md: this table, the training curves and the analysis of the best pretrained run.")

@@ -16,6 +16,7 @@ import torch
 
 import analyze
 import handout
+import handout_report
 import knowledge_curve
 from utils import DECODE_STEPS
 from conftest import ROOT
@@ -175,6 +176,22 @@ def test_pretrained_recall_counts_the_places_completed(monkeypatch):
     nobody = analyze.pretrained_recall(model, corpus.stoi, corpus.itos, [("Where was X Y born?", "Z")],
                                        CORPUS.split("\n"))
     assert nobody == {"people": 1, "probed": 0, "completed": 0, "recall": None}
+
+
+def test_handout_py_scores_the_model_of_an_evaluate_step_with_the_first_character_given(files, tmp_path):
+    run_ok(pretrain(tmp_path, files, "p.params", "--max_epochs", "2"), tmp_path)
+    command = ["src/run.py", "evaluate", "vanilla", str(files["corpus"]), "--reading_params_path",
+               str(tmp_path / "p.params"), "--eval_corpus_path", str(files["dev"]), "--outputs_path",
+               str(tmp_path / "p.predictions"), *TINY]
+    corpus = CharCorruptionDataset(CORPUS, BLOCK_SIZE)
+    model = build_model(corpus.vocab_size, BLOCK_SIZE, "vanilla", argparse.Namespace(
+        n_layer=1, n_head=2, n_embd=16, bottleneck_dim=None))
+    load_params(model, str(tmp_path / "p.params"), "cpu")
+    pairs = pairs_of(files["dev"].read_text())
+    hinted = analyze.first_character_given(model, corpus.stoi, corpus.itos, pairs)
+    assert handout_report.first_character_accuracy(command) == pytest.approx(
+        100 * sum(answer == place for answer, (_, place) in zip(hinted, pairs)) / 3)
+    assert not (tmp_path / "p.predictions").exists()  # it reads the params, and writes nothing
 
 
 # -----------------------------------------------------------------------------

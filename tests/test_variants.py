@@ -460,8 +460,8 @@ def test_a_fifth_variant_needs_nothing_but_its_record(tmp_path, monkeypatch, cap
     assert "holds gated params, but the command asks for vanilla" in capsys.readouterr().err
     # and handout.py runs it with --variants gated: its row in the table, beside its record's reference
     rows = [row for row, _, _ in handout.handout_steps(["gated"]) if row]
-    _, table = handout_report.accuracy_table([dict.fromkeys(rows, 1.0)])
-    assert ("gated, pretrain + finetune", "1.0", "-", "-") in table
+    _, table = handout_report.accuracy_table([dict.fromkeys(rows, 1.0)], [dict.fromkeys(rows, 2.0)])
+    assert ("gated, pretrain + finetune", "1.0", "2.0", "-", "-") in table
 
 
 def test_telling_a_variant_by_its_params_names_takes_no_draw_from_torchs_generator():
