@@ -207,6 +207,8 @@ def draw(records, figure_path, london, nopretrain):
                [100 * (r["recall_dev_people"]["recall"] or 0) for r in records], "C1", "s--"),
               ("recall probe, finetuning people (before finetuning)",
                [100 * (r["recall_finetuning_people"]["recall"] or 0) for r in records], "C2", "^--")]
+    baselines = [("nopretrain", "C0", "no pretraining"),  # each in the colour of the series it is the floor of
+                 ("nopretrain_first_character_given", "C3", "no pretraining, first character given")]
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
     for axis, x, label in ((axes[0], [r["epoch"] for r in records], "pretraining epochs"),
                            (axes[1], [r["pretrain_hours"] for r in records], "pretraining hours (wall clock)")):
@@ -214,9 +216,7 @@ def draw(records, figure_path, london, nopretrain):
             points = [(a, b) for a, b in zip(x, values) if a is not None and b is not None]
             axis.plot([a for a, _ in points], [b for _, b in points], style, color=color, label=name)
         axis.axhline(london, color="gray", linestyle=":", label=f'"London" for everyone ({london:.1f}%)')
-        # each baseline in the colour of the series it is the floor of
-        for name, color, legend in (("nopretrain", "C0", "no pretraining"),
-                                    ("nopretrain_first_character_given", "C3", "no pretraining, first character given")):
+        for name, color, legend in baselines:
             if name in nopretrain:
                 axis.axhline(nopretrain[name], color=color, linestyle=":", label=f"{legend} ({nopretrain[name]:.1f}%)")
         low, high = PUBLIC_RANGE

@@ -351,7 +351,8 @@ def test_the_command_probes_the_pretrained_params_for_each_file_s_people(files, 
     for people, pairs in (("finetuning", finetune_pairs()), ("evaluation", eval_pairs())):
         want = analyze.pretrained_recall(files["model"], vocabulary.stoi, vocabulary.itos, pairs, wiki)
         assert recall[people] == want
-        assert want["people"] == len(pairs) and want["probed"] == sum(probe is not None for probe in analyze.recall_prompts(pairs, wiki)) > 0
+        probed = sum(probe is not None for probe in analyze.recall_prompts(pairs, wiki))
+        assert want["people"] == len(pairs) and want["probed"] == probed > 0
     out = capsys.readouterr().out
     assert f"recall probe of the pretrained params {files['model.params']}" in out
     evaluation = recall["evaluation"]
