@@ -4,6 +4,7 @@ step's command, the SHA-256 of its files and the code that made it; from it, han
 step, resumes it from its checkpoint or runs it afresh, and records it before and after it runs.
 """
 
+import ast
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ from handout_step import ACCURACY_LINE, StepStopped, run_step, step_checkpoint, 
 from safe_io import InputError, atomic_output
 
 LEDGER_NAME = "handout.steps.json"  # in each sequence folder: what its steps did (see read_ledger)
+STEP_PROGRAMS = ("src/run.py", "london_baseline.py")  # the programs handout.py's steps run
 RECORD_KEYS = {"command", "inputs", "outputs", "stdout", "seconds", "finished"}
 
 
@@ -66,15 +68,43 @@ def write_ledger(path, ledger):
 
 def code_hash(root):
     """
-    What tells the code the steps run (src/*.py and london_baseline.py under root) from other
-    code: a SHA-256 over their names and contents. handout.py and its own modules in src/
-    (handout_*.py: running, recording and reporting the steps), READMEs and tests do not count.
+    What tells the code the steps run from other code: a SHA-256 over the names and contents of
+    the programs the steps run (src/run.py and london_baseline.py under root) and of every module
+    of src/ they import, however deeply. What no step runs (handout.py and its own modules, the
+    analysis and the figures' scripts), READMEs and tests do not count.
     """
+    root = Path(root)
     digest = hashlib.sha256()
-    steps_code = [path for path in sorted(Path(root).glob("src/*.py")) if not path.name.startswith("handout_")]
-    for path in steps_code + [Path(root) / "london_baseline.py"]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in steps_code(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def steps_code(root):
+    """STEP_PROGRAMS under root and the modules of root/src they import, directly or through each other, sorted."""
+    found, waiting = set(), [root / program for program in STEP_PROGRAMS]
+    while waiting:
+        path = waiting.pop()
+        if path in found or not path.is_file():
+            continue
+        found.add(path)
+        waiting += [root / "src" / f"{name}.py" for name in imported_names(path)]
+    return sorted(found)
+
+
+def imported_names(path):
+    """The top-level names of the modules a Python file imports anywhere in it (inside functions too)."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except SyntaxError:  # its step fails and says why; its own text is still in the hash
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
 
 
 CODE = code_hash(Path(__file__).resolve().parents[1])
