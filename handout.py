@@ -38,8 +38,8 @@ are as it left them, is skipped; a training step stopped before it finished resu
 checkpoint (run.py --resume); any other step runs afresh. A changed flag, or a missing or
 damaged output, thus redoes that step, and the steps that read what it makes are redone when
 it comes out different. The table covers every step, from this run or before. The ledger
-also records which code made each step (a hash of src/ and london_baseline.py, handout.py's own
-modules left out): the table marks with * what code other than today's made, and
+also records which code made each step (a hash of src/run.py, london_baseline.py and the
+modules of src/ they import): the table marks with * what code other than today's made, and
 --redo_other_code runs those steps again.
 
 This file is the handout's sequence and the flags added to it; the rest is in src/:

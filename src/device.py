@@ -33,6 +33,11 @@ class DeviceKind:
     table_name: Callable[[], str]        # the machine as RESULTS.md and bench.py name it
 
 
+def cpu_name(threads):
+    """A CPU as RESULTS.md names it, with the threads torch uses: "a CPU (1 thread)", "a CPU (2 threads)"."""
+    return f"a CPU ({threads} thread{'' if threads == 1 else 's'})"
+
+
 # group_cost: on 2 CPU cores, costs of 16 to 256 all run within the machine's noise of each
 # other (BENCHMARKS.md); 64 it is. On a GPU one group's some hundred operator calls are kernel
 # launches that cost more than a whole batch's positions, so there a batch stays one group,
@@ -41,7 +46,7 @@ CPU = DeviceKind(
     name="cpu", label="CPU", auto_precision="measured", fused_adamw=False, group_cost=64, compile_allowed=True,
     batches_on_device=True, pin_memory=False, process_group_backend="gloo", full_recipe=False,
     profiler_activity=ProfilerActivity.CPU, synchronize=lambda: None, get_rng_state=None, set_rng_state=None,
-    table_name=lambda: f"a CPU ({torch.get_num_threads()} threads)")
+    table_name=lambda: cpu_name(torch.get_num_threads()))
 
 CUDA = DeviceKind(
     name="cuda", label="CUDA", auto_precision="bf16", fused_adamw=True, group_cost=128 * 127, compile_allowed=True,

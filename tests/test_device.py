@@ -11,7 +11,7 @@ import torch
 import checkpoint
 import distributed
 import handout
-from device import CPU, CUDA, MPS, kind_of, resolve_device
+from device import CPU, CUDA, MPS, cpu_name, kind_of, resolve_device
 from model import GPT, GPTConfig
 from safe_io import InputError
 from trainer import Trainer, TrainerConfig, choose_precision
@@ -56,7 +56,13 @@ def test_each_kinds_choices():
         ("bf16", True, 128 * 127, True, True, True, "nccl", True),
         ("fp32", False, 128 * 127, False, False, False, None, False),
     ]
-    assert CPU.table_name() == f"a CPU ({torch.get_num_threads()} threads)"
+    assert [cpu_name(n) for n in (1, 2, 16)] == ["a CPU (1 thread)", "a CPU (2 threads)", "a CPU (16 threads)"]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert CPU.table_name() == "a CPU (1 thread)"
+    finally:
+        torch.set_num_threads(threads)
     assert MPS.table_name() == "an Apple GPU (MPS)"
     assert CPU.get_rng_state is None and CUDA.get_rng_state is torch.cuda.get_rng_state_all
 
