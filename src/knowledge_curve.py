@@ -28,13 +28,13 @@ from pathlib import Path
 
 import analyze
 from dataset import BLOCK_SIZE, CharCorruptionDataset
+from model import VARIANTS
 from params import SNAPSHOT_SUFFIX, add_size_flags, add_variant_argument, build_model, load_params, metrics_path
 from plot import PlotError, read_metrics
 from safe_io import ArgumentParser, InputError, atomic_output, check_outputs, exit_on_input_error, read_text
 from utils import SEEDS, score_places
 
 RUN = str(Path(__file__).with_name("run.py"))
-PUBLIC_RANGE = (19.2, 26.6)  # vanilla's dev accuracy in 13 public runs of the 2021 code (SPEC.md)
 
 
 def snapshots(pretrain_params_path):
@@ -185,11 +185,12 @@ def read_records(path):
                          f"the curve afresh") from None
 
 
-def draw(records, figure_path, london, nopretrain):
+def draw(records, figure_path, variant, london, nopretrain):
     """
     Dev accuracy (plain and with the first character given) and recall against pretraining
     epochs (left) and hours (right), with the baselines: nopretrain maps "nopretrain" and
-    "nopretrain_first_character_given" to the no-pretraining model's accuracies, where known.
+    "nopretrain_first_character_given" to the no-pretraining model's accuracies, where known,
+    and the band of the variant's public runs.
     """
     try:
         import matplotlib
@@ -219,9 +220,8 @@ def draw(records, figure_path, london, nopretrain):
         for name, color, legend in baselines:
             if name in nopretrain:
                 axis.axhline(nopretrain[name], color=color, linestyle=":", label=f"{legend} ({nopretrain[name]:.1f}%)")
-        low, high = PUBLIC_RANGE
-        axis.axhspan(low, high, color="C0", alpha=0.08,
-                     label=f"public runs of the handout's full recipe, 650 epochs ({low}-{high}%)")
+        low, high = VARIANTS[variant].public_range
+        axis.axhspan(low, high, color="C0", alpha=0.08, label=f"public runs of {variant}, 650 epochs ({low}-{high}%)")
         axis.set(xlabel=label, xscale="log")
         axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -348,7 +348,7 @@ def curve(args):
             f.writelines(json.dumps(r) + "\n" for r in records)
     golds = [place for _, place in pairs["evaluation"]]
     london = 100 * sum(place == "London" for place in golds) / len(golds)
-    draw(records, args.figure, london,
+    draw(records, args.figure, args.variant, london,
          {name: dev_accuracy(pairs["evaluation"], predictions) for name, predictions in nopretrain.items()})
 
 

@@ -35,6 +35,7 @@ class Variant:
     attention: Callable      # config -> the attention of its blocks (the perceiver's middle blocks)
     reference: tuple         # dev accuracy in percent after pretraining and finetuning:
                              # (the assignment's answer, the public runs) (SPEC.md)
+    public_range: tuple      # the public runs' dev accuracy, lowest and highest (%), as numbers for figures
     position_embedding: bool = True  # False: the attention gives positions (RoPE)
     bottleneck: bool = False         # the perceiver's down block, middle blocks, up block
     context_cut: int = 0             # one forward pass takes block_size - context_cut positions
@@ -42,15 +43,16 @@ class Variant:
 
 VARIANTS = {variant.name: variant for variant in [
     Variant("vanilla", "2021", "causal self-attention", CausalSelfAttention,
-            ("30 (>= 10 expected)", "23.0")),
+            ("30 (>= 10 expected)", "23.0"), (19.2, 26.6)),
     # w2 has a column for each of the block_size - 1 positions training shows it (inputs are
     # the first 127 characters of a 128-character example)
     Variant("synthesizer", "2021", "scores from each position alone", SynthesizerAttention,
-            ("9.8 (>= 5 on test required)", "14.4"), context_cut=1),
+            ("9.8 (>= 5 on test required)", "14.4"), (5, 14), context_cut=1),
     Variant("rope", "2023-24", "rotary position embeddings", partial(CausalSelfAttention, rotary=True),
-            ("not given (2023-24)", "30-40 (2023-24; vanilla 23-28 there)"), position_embedding=False),
+            ("not given (2023-24)", "30-40 (2023-24; vanilla 23-28 there)"), (30, 40),
+            position_embedding=False),
     Variant("perceiver", "2022-23", "a bottleneck of learned queries", CausalSelfAttention,
-            (">= 6 asked (2022-23)", "6-19 (2022-23)"), bottleneck=True),
+            (">= 6 asked (2022-23)", "6-19 (2022-23)"), (6, 19), bottleneck=True),
 ]}
 DEFAULT_VARIANT = "vanilla"
 

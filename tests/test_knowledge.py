@@ -347,3 +347,16 @@ def test_the_knowledge_curve_of_a_perceiver_passes_its_bottleneck_on(files, tmp_
     record = json.loads((tmp_path / "p.params.knowledge.jsonl").read_text())
     assert record["epoch"] == 1 and "--bottleneck_dim=8" in record["commands"][0]
     assert "epoch 1: pretraining loss" in done.stdout
+
+
+@pytest.mark.parametrize("variant, band", [("vanilla", (19.2, 26.6)), ("rope", (30, 40)), ("synthesizer", (5, 14))])
+def test_the_curves_figure_shades_the_public_runs_of_its_own_variant(tmp_path, monkeypatch, variant, band):
+    axes = pytest.importorskip("matplotlib.axes")
+    shaded = []
+    monkeypatch.setattr(axes.Axes, "axhspan", lambda axis, low, high, **kw: shaded.append((low, high, kw["label"])))
+    records = [{"epoch": e, "pretrain_hours": e / 50, "dev_accuracy": 1.0, "recall_dev_people": {"recall": 0.1},
+                "recall_finetuning_people": {"recall": 0.1}} for e in (50, 100)]
+    knowledge_curve.draw(records, tmp_path / "curve.png", variant, 5.0, {"nopretrain": 1.6})
+    label = f"public runs of {variant}, 650 epochs ({band[0]}-{band[1]}%)"
+    assert shaded == [(*band, label)] * 2  # both panels: epochs and hours
+    assert (tmp_path / "curve.png").stat().st_size > 0

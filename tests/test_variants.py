@@ -436,7 +436,7 @@ class GatedAttention(CausalSelfAttention):
 
 
 def test_a_fifth_variant_needs_nothing_but_its_record(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(VARIANTS, "gated", Variant("gated", "2026", "a gated output", GatedAttention, ("-", "-")))
+    monkeypatch.setitem(VARIANTS, "gated", Variant("gated", "2026", "a gated output", GatedAttention, ("-", "-"), (0, 0)))
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("Ada Lovelace. Where was Ada Lovelace born? In London.\nAlan Turing. Born in Maida Vale.",
                       encoding="utf-8")
