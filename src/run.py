@@ -225,7 +225,7 @@ def run(args):
         pairs = read_questions(args.eval_corpus_path, pretrain_dataset.stoi)
         load_params(model, args.reading_params_path, device)
         evaluate(args, model, pretrain_dataset, pairs)
-    distributed.finish()
+    distributed.end()
 
 
 def main(argv=None):

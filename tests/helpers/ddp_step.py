@@ -34,4 +34,4 @@ run.group_cost = 0  # a group per distinct length: each process runs several, DD
 run.train()
 if distributed.is_main_process():
     torch.save({"before": initial, "after": model.state_dict()}, out_path)
-distributed.finish()
+distributed.end()

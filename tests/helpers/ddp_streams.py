@@ -36,4 +36,4 @@ checkpoint.restore(checkpoint.upgraded(format_2(resume_point)), model, optimizer
 draws = distributed.every_process(torch.stack([first, after_restore, torch.rand(6)]))
 if distributed.is_main_process():
     torch.save(draws, out_path)
-distributed.finish()
+distributed.end()
