@@ -323,6 +323,7 @@ def test_evaluate_synthesizer_matches_plain_decoder(files, vocab, tmp_path, requ
     expected = [reference_prediction(model, vocab, question(n)) for n in names]
     assert outputs.read_text(encoding="utf-8") == "".join(p + "\n" for p in expected)
 
+
 def test_evaluate_under_torchrun_prints_the_score_once_and_every_process_exits_0(files, finetuned_vanilla, tmp_path):
     # one process evaluates; every process then ends with os._exit (distributed.end), after the
     # score line and the predictions are out
@@ -338,7 +339,6 @@ def test_evaluate_under_torchrun_prints_the_score_once_and_every_process_exits_0
     assert len(score) == 1
     assert [line for line in both.stdout.split("\n") if line.startswith("Correct: ")] == score
     assert (tmp_path / "torchrun.predictions").read_text() == (tmp_path / "alone.predictions").read_text()
-
 
 
 def test_evaluate_writes_one_line_per_question_on_trained_params(files, vocab, finetuned_vanilla, tmp_path, capsys):
