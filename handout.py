@@ -9,7 +9,7 @@ part 3 of the handout asks).
     python handout.py                  # the handout's run on a CUDA GPU; the CPU recipe elsewhere
     python handout.py --length full
     python handout.py --seeds 0 1 2    # the sequence once per seed; accuracies as mean ± std
-    python handout.py --length short --variants vanilla    # on a CPU: the edge of the knowledge effect, 2 hours
+    python handout.py --length short --variants rope    # on a CPU: the knowledge effect, under 2 hours
     python handout.py --variants vanilla synthesizer rope perceiver    # every year's variant, side by side
     python handout.py --length full --variants vanilla rope --schedule 2023-24    # as the 2023-24 runs did
     timeout 540 python handout.py --length full    # again and again, until it exits with status 0
@@ -19,8 +19,9 @@ part 3 of the handout asks).
 
 The full run is the handout's (650 pretraining epochs per variant): hours on a GPU of 2021,
 days on a CPU. The short run stops its pretraining after 200 epochs, where the handout's cosine
-first ends: the cheapest run measured to show the knowledge effect on a CPU, in one of the two
-runs measured (about 1.5 hours per variant on 2 cores). On a CPU the default is the CPU
+first ends: with RoPE, the cheapest run measured to show the knowledge effect on a CPU, over
+seeds (under 2 hours of 2 cores, rope's own no-pretraining baseline included; with vanilla,
+in one of two runs). On a CPU the default is the CPU
 recipe instead: the same commands with a few flags added (a smaller model, fewer epochs,
 smaller batches, no pretraining dropout, a schedule that ends with the run), chosen by the
 sweep in BENCHMARKS.md as what pretrains furthest in about 22 minutes of 2 cores. That is
@@ -68,7 +69,7 @@ from device import kind_of, resolve_device
 from expected_time import PROBE_SECONDS, Estimate
 from handout_ledger import (LEDGER_NAME, fingerprints, forget_other_code, made_by_other_code, next_action,
                             read_ledger, run_recorded, show_skipped)
-from handout_reference import PRETRAINED_ROW
+from handout_reference import HANDOUT_YEAR, NO_PRETRAINING_ROW, PRETRAINED_ROW, own_baseline
 from handout_report import (RESULTS_FOLDER, accuracy_table, analyse_best, describe, first_character_accuracy,
                             make_figures, print_table, write_results)
 from handout_step import StepStopped, accuracy, step_files, stop_signals
@@ -86,31 +87,35 @@ CPU_RECIPE = {
 }
 # The short run: the handout's model and commands, its pretraining stopped after SHORT_EPOCHS
 # epochs, where the handout's own cosine reaches its floor (epoch 200 of 650; the flag says so
-# and keeps it true if SHORT_EPOCHS changes). Chosen on birth_dev.tsv on the full run's knowledge
-# curve: the cheapest pretraining measured to lift dev accuracy above no pretraining on a CPU,
-# in one of two runs; a cosine ended at epoch 100 did not (BENCHMARKS.md, "The short run").
+# and keeps it true if SHORT_EPOCHS changes). Chosen on birth_dev.tsv on the full runs' knowledge
+# curves: the cheapest pretraining measured to lift dev accuracy above no pretraining on a CPU,
+# with RoPE over seeds, with vanilla in one of two runs; a cosine ended at epoch 100 did not
+# (BENCHMARKS.md, "The short run" and "RoPE's short run over seeds").
 SHORT_EPOCHS = "200"
 SHORT_RECIPE = {"pretrain": ["--max_epochs", SHORT_EPOCHS, "--cosine_epochs", SHORT_EPOCHS]}
 # The learning-rate schedules of the pretraining, by the assignment's year: the 2021 handout's
 # cosine ends after 200 of its 650 epochs and then rises again; the 2023-24 version's (with
 # which its RoPE figures were made) ends with the run. The CPU recipe's ends with its run too.
 SCHEDULES = {"2021": [], "2023-24": ["--cosine_epochs", "650"]}
-HANDOUT_VARIANTS = ["vanilla", "synthesizer"]  # parts 2(f) and 2(g); --variants adds the later years'
+# parts 2(f) and 2(g): vanilla and synthesizer; --variants adds the later years'
+HANDOUT_VARIANTS = [name for name, variant in VARIANTS.items() if variant.year == HANDOUT_YEAR]
 
 # The handout's steps, each as (table row or None, command, kind of training or None); the
-# kind chooses the recipe's flags. Part 2(d): the vanilla model finetuned without pretraining.
+# kind chooses the recipe's flags. Part 2(d): the {variant} model finetuned without pretraining,
+# the handout's for vanilla; a later year's variant runs it too, before its pretraining, so that
+# its pretrained row has a baseline of its own architecture.
 NO_PRETRAINING_STEPS = [
     (None,
-     "src/run.py finetune vanilla wiki.txt --writing_params_path vanilla.model.params "
+     "src/run.py finetune {variant} wiki.txt --writing_params_path {variant}.model.params "
      "--finetune_corpus_path birth_places_train.tsv",
      "finetune"),
-    ("vanilla, no pretraining",
-     "src/run.py evaluate vanilla wiki.txt --reading_params_path vanilla.model.params "
-     "--eval_corpus_path birth_dev.tsv --outputs_path vanilla.nopretrain.dev.predictions",
+    (NO_PRETRAINING_ROW,
+     "src/run.py evaluate {variant} wiki.txt --reading_params_path {variant}.model.params "
+     "--eval_corpus_path birth_dev.tsv --outputs_path {variant}.nopretrain.dev.predictions",
      None),
     (None,
-     "src/run.py evaluate vanilla wiki.txt --reading_params_path vanilla.model.params "
-     "--eval_corpus_path birth_test_inputs.tsv --outputs_path vanilla.nopretrain.test.predictions",
+     "src/run.py evaluate {variant} wiki.txt --reading_params_path {variant}.model.params "
+     "--eval_corpus_path birth_test_inputs.tsv --outputs_path {variant}.nopretrain.test.predictions",
      None),
 ]
 # Parts 2(f) and 2(g): pretrain, finetune and evaluate, once for each {variant}.
@@ -139,14 +144,18 @@ FOLDER_FLAGS = ("--writing_params_path", "--reading_params_path", "--outputs_pat
 def handout_steps(variants=HANDOUT_VARIANTS):
     """
     (table row or None, the command's arguments, kind of training or None) in the handout's
-    order, with the pretrain, finetune and evaluate steps of 2(f) once for each variant.
+    order: vanilla's 2(d), then the pretrain, finetune and evaluate steps of 2(f) once for each
+    variant, a later year's variant's own 2(d) before them.
     """
-    steps = NO_PRETRAINING_STEPS + [for_variant(step, variant) for variant in variants for step in PRETRAINED_STEPS]
+    steps = [for_variant(step, "vanilla") for step in NO_PRETRAINING_STEPS]
+    for variant in variants:
+        baseline = NO_PRETRAINING_STEPS if own_baseline(variant) else []
+        steps += [for_variant(step, variant) for step in baseline + PRETRAINED_STEPS]
     return [(row, shlex.split(command), training) for row, command, training in steps + [LONDON_BASELINE_STEP]]
 
 
 def for_variant(step, variant):
-    """A step of PRETRAINED_STEPS with the variant's name in its row and command."""
+    """A step of NO_PRETRAINING_STEPS or PRETRAINED_STEPS with the variant's name in its row and command."""
     row, command, training = step
     return row.format(variant=variant) if row else None, command.format(variant=variant), training
 
@@ -312,7 +321,7 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=HANDOUT_VARIANTS,
                         help="the variants pretrained, finetuned and evaluated, each as in 2(f) (default: the "
                              "handout's, vanilla synthesizer; rope and perceiver are the 2023-24 and 2022-23 "
-                             "versions')")
+                             "versions', each also finetuned without pretraining as in 2(d))")
     parser.add_argument("--schedule", choices=list(SCHEDULES), default="2021",
                         help="the pretraining's learning-rate schedule, by the assignment's year (default 2021, "
                              "the handout's); 2023-24 is the one its RoPE figures were made with (full run only)")

@@ -43,23 +43,40 @@ def test_the_steps_are_the_handouts_commands_in_order():
     assert set(HANDOUT_ROWS) < set(handout_reference.reference_rows())
 
 
-def test_variants_add_their_steps_in_the_order_given():
+def test_variants_add_their_steps_in_the_order_given_a_later_years_with_its_own_baseline():
     steps = handout.handout_steps(["rope", "vanilla", "perceiver"])
     commands = [" ".join(arguments) for _, arguments, _ in steps]
     assert commands[:3] == [" ".join(arguments) for _, arguments, _ in handout.handout_steps()[:3]]
-    assert commands[3] == "src/run.py pretrain rope wiki.txt --writing_params_path rope.pretrain.params"
-    assert commands[7] == "src/run.py pretrain vanilla wiki.txt --writing_params_path vanilla.pretrain.params"
-    assert commands[11] == "src/run.py pretrain perceiver wiki.txt --writing_params_path perceiver.pretrain.params"
-    assert commands[14] == ("src/run.py evaluate perceiver wiki.txt --reading_params_path perceiver.finetune.params "
+    # 2(d) again for rope, under its own names, before its pretraining
+    assert commands[3:6] == [command.replace("vanilla", "rope") for command in commands[:3]]
+    assert commands[5] == ("src/run.py evaluate rope wiki.txt --reading_params_path rope.model.params "
+                           "--eval_corpus_path birth_test_inputs.tsv --outputs_path rope.nopretrain.test.predictions")
+    assert commands[6] == "src/run.py pretrain rope wiki.txt --writing_params_path rope.pretrain.params"
+    assert commands[10] == "src/run.py pretrain vanilla wiki.txt --writing_params_path vanilla.pretrain.params"
+    assert commands[14] == ("src/run.py finetune perceiver wiki.txt --writing_params_path perceiver.model.params "
+                            "--finetune_corpus_path birth_places_train.tsv")
+    assert commands[17] == "src/run.py pretrain perceiver wiki.txt --writing_params_path perceiver.pretrain.params"
+    assert commands[20] == ("src/run.py evaluate perceiver wiki.txt --reading_params_path perceiver.finetune.params "
                             "--eval_corpus_path birth_test_inputs.tsv "
                             "--outputs_path perceiver.pretrain.test.predictions")
+    assert len(commands) == 22 and [training for _, _, training in steps[3:7]] == ["finetune", None, None, "pretrain"]
     assert [row for row, _, _ in steps if row] == [
-        "vanilla, no pretraining", "rope, pretrain + finetune", "vanilla, pretrain + finetune",
-        "perceiver, pretrain + finetune", "London baseline"]
+        "vanilla, no pretraining", "rope, no pretraining", "rope, pretrain + finetune",
+        "vanilla, pretrain + finetune", "perceiver, no pretraining", "perceiver, pretrain + finetune",
+        "London baseline"]
     header, rows = handout_report.accuracy_table([{row: 1.0 for row, _, _ in steps if row}], [{}])
     assert [row[0] for row in rows] == ["London baseline", "vanilla, no pretraining", "vanilla, pretrain + finetune",
-                                        "rope, pretrain + finetune", "perceiver, pretrain + finetune"]
-    assert rows[3][4] == "30-40 (2023-24; vanilla 23-28 there)"
+                                        "rope, no pretraining", "rope, pretrain + finetune",
+                                        "perceiver, no pretraining", "perceiver, pretrain + finetune"]
+    assert rows[3][3:] == ("not asked", "none published")
+    assert rows[4][4] == "30-40 (2023-24; vanilla 23-28 there)"
+
+
+def test_the_handouts_own_variants_share_vanillas_baseline():
+    assert handout.HANDOUT_VARIANTS == ["vanilla", "synthesizer"]
+    for variants in (["synthesizer"], ["synthesizer", "vanilla"]):
+        rows = [row for row, _, _ in handout.handout_steps(variants) if row]
+        assert [row for row in rows if "no pretraining" in row] == ["vanilla, no pretraining"]
 
 
 def test_further_seeds_keep_their_outputs_in_their_own_folder():

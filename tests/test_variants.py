@@ -458,9 +458,11 @@ def test_a_fifth_variant_needs_nothing_but_its_record(tmp_path, monkeypatch, cap
         run.main(["finetune", "vanilla", str(corpus), "--reading_params_path", str(pretrained),
                   "--writing_params_path", str(tmp_path / "v.params"), "--finetune_corpus_path", str(train), *small])
     assert "holds gated params, but the command asks for vanilla" in capsys.readouterr().err
-    # and handout.py runs it with --variants gated: its row in the table, beside its record's reference
+    # and handout.py runs it with --variants gated: its rows in the table (a later year's variant
+    # is also finetuned without pretraining), beside its record's reference
     rows = [row for row, _, _ in handout.handout_steps(["gated"]) if row]
     _, table = handout_report.accuracy_table([dict.fromkeys(rows, 1.0)], [dict.fromkeys(rows, 2.0)])
+    assert ("gated, no pretraining", "1.0", "2.0", "not asked", "none published") in table
     assert ("gated, pretrain + finetune", "1.0", "2.0", "-", "-") in table
 
 
