@@ -75,6 +75,7 @@ from handout_report import (RESULTS_FOLDER, accuracy_table, analyse_best, descri
 from handout_step import StepStopped, accuracy, step_files, stop_signals
 from model import VARIANTS
 from safe_io import InputError, exit_on_input_error
+from trainer import PRECISIONS
 
 # The CPU recipe: flags added to the handout's commands, per kind of step ("model": every
 # command that builds the model). Chosen on birth_dev.tsv by bench/recipe_sweep.py; every
@@ -312,7 +313,7 @@ def main(argv=None):
                         help="full: the handout's run; short: its pretraining cut to SHORT_EPOCHS epochs; cpu: the "
                              "CPU recipe (see CPU_RECIPE); auto: full on a CUDA GPU, cpu otherwise")
     parser.add_argument("--device", default="auto", help="passed to every src/run.py command")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="passed to every training command (default auto: run.py's choice)")
     parser.add_argument("--snapshot_epochs", type=int, nargs="+", default=[], metavar="N",
                         help="every pretraining also writes its params after these epochs "

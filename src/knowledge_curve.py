@@ -32,6 +32,7 @@ from model import VARIANTS
 from params import SNAPSHOT_SUFFIX, add_size_flags, add_variant_argument, build_model, load_params, metrics_path
 from plot import PlotError, read_metrics
 from safe_io import ArgumentParser, InputError, atomic_output, check_outputs, exit_on_input_error, read_text
+from trainer import PRECISIONS
 from utils import SEEDS, score_places
 
 RUN = str(Path(__file__).with_name("run.py"))
@@ -128,7 +129,7 @@ def measure(args, epoch, params_path, metrics, folder, model, corpus, wiki_docum
     finetuned = folder / f"{name}.finetune.params"
     finetune = ["finetune", args.variant, args.pretrain_corpus_path, "--reading_params_path", str(params_path),
                 "--writing_params_path", str(finetuned), "--finetune_corpus_path", args.finetune_corpus_path,
-                "--seed", str(args.seed), *size]
+                "--seed", str(args.seed), "--precision", args.precision, *size]
     finetune_seconds = run(finetune)
     predictions = folder / f"{name}.dev.predictions"
     evaluate = ["evaluate", args.variant, args.pretrain_corpus_path, "--reading_params_path", str(finetuned),
@@ -365,6 +366,9 @@ def main(argv=None):
                         help="params of the model finetuned without pretraining (for its answers with the first "
                              "character given)")
     parser.add_argument("--seed", type=SEEDS, default=0, help="the finetunings' seed (default 0)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="the finetunings' precision (default auto); give the one the pretraining's handout.py "
+                             "command gave, so that the final point is its finetuning")
     parser.add_argument("--out_dir", help="where the finetuned params and predictions go (default PRETRAIN.curve/)")
     parser.add_argument("--records", help="the records file (default PRETRAIN.knowledge.jsonl)")
     parser.add_argument("--figure", default="results/knowledge_curve.png")

@@ -32,7 +32,7 @@ from params import (add_size_flags, add_variant_argument, build_model, checkpoin
                     save_params, snapshot_path)
 from safe_io import (ArgumentParser, InputError, atomic_output, check_outputs, check_writable, exit_on_input_error,
                      in_range, read_text)
-from trainer import StopSignals, Trainer, TrainerConfig, TrainingStopped
+from trainer import PRECISIONS, StopSignals, Trainer, TrainerConfig, TrainingStopped
 from utils import DECODE_STEPS, SEEDS, greedy_decode, on_host, parse_birth_places, score_places, set_seed
 
 HYPERPARAMETERS = {  # per function: epochs, batch size, peak learning rate
@@ -85,7 +85,7 @@ def argument_parser():
                              "(default: the handout's, 200 epochs of the pretraining corpus)")
     parser.add_argument("--seed", type=SEEDS, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="auto: bf16 autocast on CUDA, and on a CPU for big steps where bf16 products are fast")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model for training")
     parser.add_argument("--original_computation", action="store_true",

@@ -43,6 +43,7 @@ from training_log import LossNotFinite, TrainingLog
 # Zen 5, 2.3 to 3.0 on a Zen 4, 0.5 to 0.6 on the Intel machine measured: far from it)
 BF16_MIN_WORK = 128 * 256 // 2
 BF16_PRODUCT_WORTH = 1.5
+PRECISIONS = ("auto", "fp32", "bf16")  # what --precision takes, in every command that trains
 
 
 class TrainerConfig:
@@ -84,7 +85,7 @@ def choose_precision(precision, device_kind, work=0):
     (device.py): bf16 on CUDA, fp32 on MPS; on a CPU bf16 only for a step of work (batch rows x
     n_embd) of at least BF16_MIN_WORK, on a CPU whose bf16 products are fast (see BF16_MIN_WORK).
     """
-    if precision not in ("auto", "fp32", "bf16"):
+    if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
     if precision != "auto":
         return precision, "as asked"

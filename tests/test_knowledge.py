@@ -335,7 +335,7 @@ def test_the_knowledge_curve_refuses_records_it_did_not_write(files, tmp_path):
     assert (tmp_path / "p.params.knowledge.jsonl").read_text() == "not json\n"
 
 
-def test_the_knowledge_curve_of_a_perceiver_passes_its_bottleneck_on(files, tmp_path):
+def test_the_knowledge_curve_of_a_perceiver_passes_its_bottleneck_and_precision_on(files, tmp_path):
     size = ["--n_layer", "2", "--n_head", "2", "--n_embd", "16", "--bottleneck_dim", "8"]
     run_ok([sys.executable, str(ROOT / "src" / "run.py"), "pretrain", "perceiver", str(files["corpus"]),
             "--writing_params_path", str(tmp_path / "p.params"), "--batch_size", "3", "--max_epochs", "1", *size],
@@ -343,9 +343,12 @@ def test_the_knowledge_curve_of_a_perceiver_passes_its_bottleneck_on(files, tmp_
     done = run_ok([sys.executable, str(ROOT / "src" / "knowledge_curve.py"), "perceiver", str(files["corpus"]),
                    "--pretrain_params_path", str(tmp_path / "p.params"), "--finetune_corpus_path",
                    str(files["finetune"]), "--eval_corpus_path", str(files["dev"]), "--figure",
-                   str(tmp_path / "curve.png"), *size], tmp_path)
+                   str(tmp_path / "curve.png"), "--precision", "bf16", *size], tmp_path)
     record = json.loads((tmp_path / "p.params.knowledge.jsonl").read_text())
-    assert record["epoch"] == 1 and "--bottleneck_dim=8" in record["commands"][0]
+    finetune = record["commands"][0]
+    assert record["epoch"] == 1 and "--bottleneck_dim=8" in finetune
+    assert finetune[finetune.index("--precision") + 1] == "bf16"
+    assert "precision: bf16 (as asked)" in done.stdout  # the finetuning's own line: it trained in bf16
     assert "epoch 1: pretraining loss" in done.stdout
 
 
