@@ -6,6 +6,7 @@ the single-process loss (the mean over the global batch's non-PAD targets). With
 torchrun (no WORLD_SIZE in the environment) none of this does anything.
 """
 
+import functools
 import os
 import sys
 
@@ -68,6 +69,31 @@ def own_random_stream():
     rank, world_size = world()
     if world_size > 1:
         torch.manual_seed(int(torch.randint(2 ** 62, ())) + rank)
+
+
+def agreed_signal(signum):
+    """
+    The signal every process stops on after this step (0: none): this process's alone, or under
+    torchrun the highest any process has had. Each process looks for signals after a step on
+    its own, so one that came between two processes' looks would stop only one, and the other
+    would wait for it forever in its next step's gradient exchange; deciding together, all stop
+    at the same step and keep its checkpoint.
+    """
+    if world()[1] == 1:
+        return signum
+    flag = torch.tensor([signum])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=host_group())
+    return int(flag.item())
+
+
+@functools.cache
+def host_group():
+    """
+    The processes as a gloo group, for what their hosts decide together: on GPUs (nccl) a flag
+    sent through the GPU would make every step wait for the GPU to finish it. None: the default
+    group is gloo already. Made at the first call, which every process makes at the same step.
+    """
+    return None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
 
 
 def every_process(value):

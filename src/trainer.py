@@ -331,8 +331,8 @@ class Trainer:
                     for step, (x, y, lengths) in enumerate(self.epoch_batches(self.train_dataset, self.data_generator)):
                         loss, lr = self.step(optimizer, x, y, lengths)
                         log.step(epoch + 1, step, loss, lr, self.tokens)
-                        if stop.requested:
-                            signum = stop.requested[0]
+                        signum = distributed.agreed_signal(stop.requested[0] if stop.requested else 0)
+                        if signum:
                             raise self.stopped(f"{signal.Signals(signum).name} at epoch {epoch + 1}, step {step}",
                                                resume_point, log, 128 + signum)
                     log.read_losses()

@@ -1,15 +1,22 @@
 """
-Data parallelism: one DDP step on 2 CPU processes (gloo) equals one single-process step, and
-each process draws dropout masks of its own, which a resume point gives back to it.
+Data parallelism: one DDP step on 2 CPU processes (gloo) equals one single-process step,
+each process draws dropout masks of its own, which a resume point gives back to it, and a
+signal that reaches one process stops them all at the same step.
 """
 
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
+import checkpoint
+from conftest import ROOT
 from model import VARIANTS
 
 HELPERS = Path(__file__).resolve().parent / "helpers"
@@ -76,3 +83,58 @@ def test_a_format_2_checkpoint_resumes_under_torchrun_with_a_stream_of_its_own_i
     assert not torch.equal(rank0[2], rank1[2])
     assert not torch.equal(rank0[2], rank0[1]) and not torch.equal(rank1[2], rank1[1])
     assert torch.equal(rank0[2], again[0][2]) and torch.equal(rank1[2], again[1][2])
+
+
+def children(pid):
+    """The processes whose parent is pid (Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, IndexError):  # a process that ended while being read
+            pass
+    return found
+
+
+def checkpoint_written(params):
+    return Path(str(params) + ".checkpoint").exists()
+
+
+def rank_of(pid):
+    environment = dict(item.split("=", 1) for item in (Path("/proc") / str(pid) / "environ").read_text().split("\0")
+                       if "=" in item)
+    return int(environment["RANK"])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds torchrun's processes through Linux's /proc")
+def test_a_signal_to_one_process_stops_every_process_at_the_same_step_and_keeps_the_checkpoint(tmp_path):
+    corpus = tmp_path / "wiki.txt"
+    corpus.write_text("\n".join(f"Person {i} was born in Town {i % 7} and studied music at a school there."
+                                 for i in range(160)) + "\n")
+    params = tmp_path / "p.params"
+    logs = tmp_path / "logs"  # each process's output in a file of its own: their lines do not interleave
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "--log-dir", str(logs), "--redirects", "3", str(ROOT / "src" / "run.py"), "pretrain", "vanilla", str(corpus), "--writing_params_path", str(params),
+               "--max_epochs", "1000", "--batch_size", "4", "--checkpoint_every", "0", "--device", "cpu",
+               "--n_layer", "1", "--n_head", "2", "--n_embd", "16"]
+    launcher = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not checkpoint_written(params) and time.time() < deadline:  # an epoch done: training is under way
+            time.sleep(0.2)
+        workers = {rank_of(pid): pid for pid in children(launcher.pid)}
+        assert sorted(workers) == [0, 1]
+        os.kill(workers[1], signal.SIGTERM)  # to one process alone, as a signal may land between their looks
+        output = launcher.communicate(timeout=120)[0]
+    finally:
+        if launcher.poll() is None:  # without the agreement, rank 0 waits for rank 1 in its next step
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.communicate()
+    stops = [re.findall(r"^SIGTERM at epoch (\d+), step (\d+): stopped\. The state at the start of epoch (\d+) is "
+                        r"in \S+p\.params\.checkpoint: run the same command with --resume", log.read_text(),
+                        re.MULTILINE) for log in sorted(logs.glob("**/[01]/stderr.log"))]
+    assert len(stops) == 2 and stops[0] == stops[1] and len(stops[0]) == 1, output[-3000:]
+    epoch, _, start = (int(n) for n in stops[0][0])
+    assert start == epoch and checkpoint.load(str(params) + ".checkpoint")["epoch"] == epoch - 1
