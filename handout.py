@@ -55,6 +55,7 @@ import io
 import shlex
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))  # src/ holds scripts, not a package
@@ -74,7 +75,7 @@ from handout_report import (RESULTS_FOLDER, accuracy_table, analyse_best, descri
                             make_figures, print_table, write_results)
 from handout_step import StepStopped, accuracy, step_files, stop_signals
 from model import VARIANTS
-from safe_io import InputError, exit_on_input_error
+from safe_io import InputError, exit_on_input_error, in_range
 from trainer import PRECISIONS
 
 # The CPU recipe: flags added to the handout's commands, per kind of step ("model": every
@@ -189,39 +190,49 @@ def recipe_flags(recipe, training):
     return recipe.get("model", []) + (recipe.get(training, []) if training else [])
 
 
-def step_command(arguments, training, folder, recipe, seed, device, precision="auto", snapshot_epochs=()):
-    """
-    A handout command as this run runs it: in folder, with the recipe's, the seed's, the device's
-    and the precision's flags, and the pretraining's snapshots.
-    """
+@dataclass(frozen=True)
+class PassedOn:
+    """handout.py's flags that its steps' src/run.py commands carry, at their defaults when left out."""
+    device: str = "auto"         # every command
+    precision: str = "auto"      # every training command
+    processes: int = 1           # every training command
+    snapshot_epochs: tuple = ()  # the pretrainings
+
+    def flags(self, training):
+        """The flags for a command that trains (training: its kind of step) or evaluates (None)."""
+        flags = ["--device", self.device] if self.device != "auto" else []
+        if training is not None:
+            flags += ["--precision", self.precision] if self.precision != "auto" else []
+            flags += ["--processes", str(self.processes)] if self.processes != 1 else []
+        if training == "pretrain" and self.snapshot_epochs:
+            flags += ["--snapshot_epochs", *map(str, self.snapshot_epochs)]
+        return flags
+
+
+def step_command(arguments, training, folder, recipe, seed, passed=PassedOn()):
+    """A handout command as this run runs it: in folder, with the recipe's and the seed's flags, and those passed on."""
     extra = []
     if arguments[0] == "src/run.py":
         extra += recipe_flags(recipe, training)
         if seed != 0 and training is not None:
             extra += ["--seed", str(seed)]
-        if device != "auto":
-            extra += ["--device", device]
-        if precision != "auto" and training is not None:
-            extra += ["--precision", precision]
-        if snapshot_epochs and training == "pretrain":
-            extra += ["--snapshot_epochs", *map(str, snapshot_epochs)]
+        extra += passed.flags(training)
     return in_folder(arguments, folder) + extra
 
 
-def pending_commands(seed, folder, recipe, device, variants=HANDOUT_VARIANTS, precision="auto", snapshot_epochs=()):
+def pending_commands(seed, folder, recipe, passed=PassedOn(), variants=HANDOUT_VARIANTS):
     """The commands of a sequence that its ledger does not let it skip now (a step to resume counts whole)."""
     ledger = read_ledger(folder / LEDGER_NAME)
     for _, arguments, training in handout_steps(variants):
-        command = step_command(arguments, training, folder, recipe, seed, device, precision, snapshot_epochs)
+        command = step_command(arguments, training, folder, recipe, seed, passed)
         if next_action(ledger.get(shlex.join(arguments)), command, fingerprints(step_files(command)[0])) != "skip":
             yield command
 
 
-def say_expected_time(args, recipe):
+def say_expected_time(args, recipe, passed):
     """Print how long the steps still to run should take here: each kind of training step timed, times its steps."""
     pending = [command for index, seed in enumerate(args.seeds)
-               for command in pending_commands(seed, sequence_folder(index, seed), recipe, args.device,
-                                               args.variants, args.precision, args.snapshot_epochs)]
+               for command in pending_commands(seed, sequence_folder(index, seed), recipe, passed, args.variants)]
     if not pending:
         return
     estimate = Estimate()
@@ -241,7 +252,7 @@ def sequence_folder(index, seed):
     return Path(".") if index == 0 else Path("runs") / f"seed-{seed}"
 
 
-def run_sequence(seed, folder, recipe, device, variants=HANDOUT_VARIANTS, precision="auto", snapshot_epochs=()):
+def run_sequence(seed, folder, recipe, passed=PassedOn(), variants=HANDOUT_VARIANTS):
     """
     The handout's sequence once, with the recipe's flags, in folder: skips, resumes or runs each
     step by its record in the folder's ledger. Returns ({table row: dev accuracy}, the seconds
@@ -253,7 +264,7 @@ def run_sequence(seed, folder, recipe, device, variants=HANDOUT_VARIANTS, precis
     seconds_now = 0.0
     for _, arguments, training in handout_steps(variants):
         key = shlex.join(arguments)
-        command = step_command(arguments, training, folder, recipe, seed, device, precision, snapshot_epochs)
+        command = step_command(arguments, training, folder, recipe, seed, passed)
         inputs = fingerprints(step_files(command)[0])
         action = next_action(ledger.get(key), command, inputs)
         if action == "skip":
@@ -265,9 +276,9 @@ def run_sequence(seed, folder, recipe, device, variants=HANDOUT_VARIANTS, precis
     return results, sum(record["seconds"] for _, record in records), seconds_now
 
 
-def first_character_results(seed, folder, recipe, device, variants=HANDOUT_VARIANTS):
+def first_character_results(seed, folder, recipe, passed=PassedOn(), variants=HANDOUT_VARIANTS):
     """{table row: its model's dev accuracy with each gold place's first character given} of a sequence that ran."""
-    return {row: first_character_accuracy(step_command(arguments, training, folder, recipe, seed, device))
+    return {row: first_character_accuracy(step_command(arguments, training, folder, recipe, seed, passed))
             for row, arguments, training in handout_steps(variants) if row and arguments[0] == "src/run.py"}
 
 
@@ -278,14 +289,13 @@ def run_handout(args, recipe, device_kind):
     if args.redo_other_code:
         for folder in folders:
             forget_other_code(folder, steps)
-    say_expected_time(args, recipe)
+    passed = PassedOn(args.device, args.precision, args.processes, tuple(args.snapshot_epochs))
+    say_expected_time(args, recipe, passed)
     results_by_seed, hinted_by_seed, seconds, seconds_now = [], [], 0.0, 0.0
     for seed, folder in zip(args.seeds, folders):
-        results, sequence_seconds, sequence_seconds_now = run_sequence(seed, folder, recipe, args.device,
-                                                                       args.variants, args.precision,
-                                                                       args.snapshot_epochs)
+        results, sequence_seconds, sequence_seconds_now = run_sequence(seed, folder, recipe, passed, args.variants)
         results_by_seed.append(results)
-        hinted_by_seed.append(first_character_results(seed, folder, recipe, args.device, args.variants))
+        hinted_by_seed.append(first_character_results(seed, folder, recipe, passed, args.variants))
         seconds += sequence_seconds
         seconds_now += sequence_seconds_now
 
@@ -300,6 +310,7 @@ def run_handout(args, recipe, device_kind):
                    *(["--variants", *args.variants] if args.variants != HANDOUT_VARIANTS else []),
                    *(["--schedule", args.schedule] if args.schedule != "2021" else []),
                    *(["--precision", args.precision] if args.precision != "auto" else []),
+                   *(["--processes", str(args.processes)] if args.processes != 1 else []),
                    *(["--snapshot_epochs", *map(str, args.snapshot_epochs)] if args.snapshot_epochs else [])]
     write_results(header, rows, args.seeds, recipe, seconds / 60, device_name, figures, analysed_variant, analysis,
                   other_flags)
@@ -315,6 +326,10 @@ def main(argv=None):
     parser.add_argument("--device", default="auto", help="passed to every src/run.py command")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="passed to every training command (default auto: run.py's choice)")
+    parser.add_argument("--processes", type=in_range(int, 1), default=1,
+                        help="passed to every training command: train in this many processes (src/run.py "
+                             "--processes; on 2 CPU cores 2 processes ran the handout's pretraining about 1.2x as "
+                             "fast, with params other than one process's; the time expected is one process's)")
     parser.add_argument("--snapshot_epochs", type=int, nargs="+", default=[], metavar="N",
                         help="every pretraining also writes its params after these epochs "
                              "(VARIANT.pretrain.params.epochN), for src/knowledge_curve.py")

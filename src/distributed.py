@@ -1,13 +1,16 @@
 """
-Data parallelism for `torchrun --nproc_per_node=N src/run.py ...`: every process trains on
-its share of the rows of the same global batch, DistributedDataParallel averages the
-gradients, and each process's loss is scaled so that the average is exactly the gradient of
-the single-process loss (the mean over the global batch's non-PAD targets). Without
-torchrun (no WORLD_SIZE in the environment) none of this does anything.
+Data parallelism for `run.py --processes N` and `torchrun --nproc_per_node=N src/run.py ...`:
+every process trains on its share of the rows of the same global batch, DistributedDataParallel
+averages the gradients, and each process's loss is scaled so that the average is exactly the
+gradient of the single-process loss (the mean over the global batch's non-PAD targets). In one
+process (no WORLD_SIZE in the environment) none of this does anything.
 """
 
 import functools
 import os
+import signal
+import socket
+import subprocess
 import sys
 
 import torch
@@ -24,6 +27,56 @@ def world():
 
 def is_main_process():
     return world()[0] == 0
+
+
+def in_processes(processes, device, command):
+    """
+    --processes N: None where this process is to train (N is 1, or this is one of the N);
+    otherwise the N are started and this returns the exit status to end with, the first
+    non-zero one of theirs. They run command (a script and its arguments, --processes N among
+    them) as torchrun would (RANK, WORLD_SIZE, a rendezvous on a free local port), each with an
+    equal share of the threads, in a session of their own: a signal to this process reaches
+    each of them once (a terminal's Ctrl-C would reach them besides, and a second Ctrl-C stops
+    a training at once), and they stop together after the same step (agreed_signal).
+    """
+    world_size = world()[1]
+    if "WORLD_SIZE" in os.environ:
+        if processes not in (1, world_size):
+            raise InputError(f"--processes {processes} under a launcher of {world_size} processes; give one or the "
+                             f"other")
+        return None
+    if processes == 1:
+        return None
+    kind = kind_of(device)
+    if kind.process_group_backend is None:
+        raise InputError(f"--processes {processes}: {kind.label} trains in one process; leave --processes out")
+    if kind is CUDA and processes > torch.cuda.device_count():
+        raise InputError(f"--processes {processes}: one GPU each, and PyTorch sees {torch.cuda.device_count()}; "
+                         f"give at most that many")
+    with socket.socket() as probe:  # a port free now, for the processes to meet on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    shared = {**os.environ, "WORLD_SIZE": str(processes), "LOCAL_WORLD_SIZE": str(processes),
+              "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+              "OMP_NUM_THREADS": str(max(1, torch.get_num_threads() // processes))}
+    workers = []
+
+    def relay(signum, frame):
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signum)
+
+    previous = {s: signal.signal(s, relay) for s in (signal.SIGINT, signal.SIGTERM)}  # before any starts
+    try:
+        for rank in range(processes):
+            workers.append(subprocess.Popen([sys.executable, *command], start_new_session=True,
+                                            env={**shared, "RANK": str(rank), "LOCAL_RANK": str(rank)}))
+        statuses = [worker.wait() for worker in workers]
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    # a process ended by a signal has a negative status; a shell says 128 + the signal
+    return next((128 - status if status < 0 else status for status in statuses if status != 0), 0)
 
 
 def start(device):

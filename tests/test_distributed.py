@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import checkpoint
+import distributed
 from conftest import ROOT
 from model import VARIANTS
+from safe_io import InputError
 
 HELPERS = Path(__file__).resolve().parent / "helpers"
 STEP = HELPERS / "ddp_step.py"
@@ -97,44 +98,72 @@ def children(pid):
     return found
 
 
-def checkpoint_written(params):
-    return Path(str(params) + ".checkpoint").exists()
-
-
 def rank_of(pid):
     environment = dict(item.split("=", 1) for item in (Path("/proc") / str(pid) / "environ").read_text().split("\0")
                        if "=" in item)
     return int(environment["RANK"])
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds torchrun's processes through Linux's /proc")
-def test_a_signal_to_one_process_stops_every_process_at_the_same_step_and_keeps_the_checkpoint(tmp_path):
+def tiny_pretraining(tmp_path, lines, epochs):
+    """(run.py's arguments for a tiny model's pretraining on a corpus of `lines` lines, its params path)."""
     corpus = tmp_path / "wiki.txt"
     corpus.write_text("\n".join(f"Person {i} was born in Town {i % 7} and studied music at a school there."
-                                 for i in range(160)) + "\n")
+                                 for i in range(lines)) + "\n")
     params = tmp_path / "p.params"
-    logs = tmp_path / "logs"  # each process's output in a file of its own: their lines do not interleave
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "--log-dir", str(logs), "--redirects", "3", str(ROOT / "src" / "run.py"), "pretrain", "vanilla", str(corpus), "--writing_params_path", str(params),
-               "--max_epochs", "1000", "--batch_size", "4", "--checkpoint_every", "0", "--device", "cpu",
-               "--n_layer", "1", "--n_head", "2", "--n_embd", "16"]
-    launcher = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    return [str(ROOT / "src" / "run.py"), "pretrain", "vanilla", str(corpus), "--writing_params_path", str(params),
+            "--max_epochs", str(epochs), "--batch_size", "4", "--checkpoint_every", "0", "--device", "cpu",
+            "--n_layer", "1", "--n_head", "2", "--n_embd", "16"], params
+
+
+def stop_after_first_checkpoint(command, params, cwd, whom):
+    """Start command, send SIGTERM to whom(launcher pid) once an epoch is done; (exit status, output)."""
+    launcher = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "2"}, start_new_session=True)
     try:
         deadline = time.time() + 120
-        while not checkpoint_written(params) and time.time() < deadline:  # an epoch done: training is under way
-            time.sleep(0.2)
-        workers = {rank_of(pid): pid for pid in children(launcher.pid)}
-        assert sorted(workers) == [0, 1]
-        os.kill(workers[1], signal.SIGTERM)  # to one process alone, as a signal may land between their looks
+        while not Path(f"{params}.checkpoint").exists() and time.time() < deadline:  # training is under way
+            time.sleep(0.1)
+        os.kill(whom(launcher.pid), signal.SIGTERM)
         output = launcher.communicate(timeout=120)[0]
     finally:
-        if launcher.poll() is None:  # without the agreement, rank 0 waits for rank 1 in its next step
+        if launcher.poll() is None:  # a process left waiting for another in its next step
             os.killpg(launcher.pid, signal.SIGKILL)
             launcher.communicate()
-    stops = [re.findall(r"^SIGTERM at epoch (\d+), step (\d+): stopped\. The state at the start of epoch (\d+) is "
-                        r"in \S+p\.params\.checkpoint: run the same command with --resume", log.read_text(),
-                        re.MULTILINE) for log in sorted(logs.glob("**/[01]/stderr.log"))]
-    assert len(stops) == 2 and stops[0] == stops[1] and len(stops[0]) == 1, output[-3000:]
-    epoch, _, start = (int(n) for n in stops[0][0])
-    assert start == epoch and checkpoint.load(str(params) + ".checkpoint")["epoch"] == epoch - 1
+    return launcher.returncode, output
+
+
+STOPPED = (r"^SIGTERM at epoch (\d+), step (\d+): stopped\. The state at the start of epoch (\d+) is in "
+           r"\S+p\.params\.checkpoint: run the same command with --resume")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the processes through Linux's /proc")
+def test_processes_flag_trains_in_two_processes_that_stop_together_and_resume_to_the_same_params(tmp_path):
+    arguments, params = tiny_pretraining(tmp_path, 40, 16)
+    command = [sys.executable, *arguments, "--processes", "2"]
+    whole = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert whole.stdout.count("number of parameters") == 3  # the launcher, then each of the two processes
+    uninterrupted = torch.load(params, weights_only=True)
+    params.unlink()
+    # SIGTERM to one of the two alone, as a signal may land between their looks after a step: both stop
+    status, output = stop_after_first_checkpoint(
+        command, params, tmp_path, lambda launcher: next(pid for pid in children(launcher) if rank_of(pid) == 1))
+    stops = re.findall(STOPPED, output, re.MULTILINE)
+    assert status == 128 + signal.SIGTERM and len(stops) == 2 and stops[0] == stops[1], output[-3000:]
+    assert not params.exists() and int(stops[0][0]) < 16
+    resumed = subprocess.run(command + ["--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    again = torch.load(params, weights_only=True)
+    assert again.keys() == uninterrupted.keys()
+    assert all(torch.equal(again[name], uninterrupted[name]) for name in again)
+
+
+def test_processes_flag_refuses_what_it_cannot_start_and_starts_nothing_where_it_need_not(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.in_processes(1, "cpu", ["unused"]) is None  # one process: this one trains
+    with pytest.raises(InputError, match=r"^--processes 2: MPS trains in one process; leave --processes out$"):
+        distributed.in_processes(2, "mps", ["unused"])
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a worker, or a run under torchrun
+    assert distributed.in_processes(2, "cpu", ["unused"]) is None and distributed.in_processes(1, "cpu", []) is None
+    with pytest.raises(InputError, match=r"^--processes 3 under a launcher of 2 processes; give one or the other$"):
+        distributed.in_processes(3, "cpu", ["unused"])

@@ -89,7 +89,7 @@ def test_only_the_steps_still_to_run_are_estimated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for name in ["wiki.txt", "birth_places_train.tsv", "birth_dev.tsv", "birth_test_inputs.tsv"]:
         Path(name).write_text(f"the contents of {name}\n", encoding="utf-8")
-    pending = list(handout.pending_commands(0, Path("."), handout.CPU_RECIPE, "auto"))
+    pending = list(handout.pending_commands(0, Path("."), handout.CPU_RECIPE))
     assert len(pending) == 12 and pending[3][:2] == ["src/run.py", "pretrain"]
 
     def made(arguments, check=True):  # every step done, its outputs written
@@ -98,11 +98,11 @@ def test_only_the_steps_still_to_run_are_estimated(tmp_path, monkeypatch):
         return "", 1.0, 0
 
     monkeypatch.setattr(handout_ledger, "run_step", made)
-    handout.run_sequence(0, Path("."), handout.CPU_RECIPE, "auto")
-    assert list(handout.pending_commands(0, Path("."), handout.CPU_RECIPE, "auto")) == []
+    handout.run_sequence(0, Path("."), handout.CPU_RECIPE)
+    assert list(handout.pending_commands(0, Path("."), handout.CPU_RECIPE)) == []
     # a lost output: its step runs again, and the steps that read it may (what it makes is not known yet)
     Path("synthesizer.finetune.params").unlink()
-    again = list(handout.pending_commands(0, Path("."), handout.CPU_RECIPE, "auto"))
+    again = list(handout.pending_commands(0, Path("."), handout.CPU_RECIPE))
     assert [command[:3] for command in again] == [["src/run.py", "finetune", "synthesizer"],
                                                   ["src/run.py", "evaluate", "synthesizer"],
                                                   ["src/run.py", "evaluate", "synthesizer"]]

@@ -124,7 +124,7 @@ def recorded_sequence(monkeypatch, seed, recipe, folder):
 
     monkeypatch.chdir(folder)
     monkeypatch.setattr(handout_ledger, "run_step", run_step)
-    results, seconds, _ = handout.run_sequence(seed, Path("."), recipe, "auto")
+    results, seconds, _ = handout.run_sequence(seed, Path("."), recipe)
     return commands, results, seconds
 
 
@@ -152,7 +152,7 @@ def test_the_2023_24_schedule_ends_the_full_runs_cosine_with_its_650_epochs():
     assert handout.choose_recipe("auto", "2021", CPU) is handout.CPU_RECIPE
     recipe = handout.choose_recipe("auto", "2023-24", CUDA)
     assert recipe == {"pretrain": ["--cosine_epochs", "650"]}
-    commands = [handout.step_command(arguments, training, Path("."), recipe, 0, "auto")
+    commands = [handout.step_command(arguments, training, Path("."), recipe, 0)
                 for _, arguments, training in handout.handout_steps(["rope"])]
     assert [command for command in commands if "--cosine_epochs" in command] == [
         ["src/run.py", "pretrain", "rope", "wiki.txt", "--writing_params_path", "rope.pretrain.params",
@@ -233,7 +233,7 @@ def test_a_training_steps_files_are_the_ones_run_py_writes(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     Path("wiki.txt").write_text("Ada Lovelace. Born in London.\nAlan Turing. Born in Maida Vale.", encoding="utf-8")
     _, arguments, training = handout.handout_steps(["vanilla"])[3]
-    command = handout.step_command(arguments, training, Path("."), TINY_RECIPE, 0, "cpu")
+    command = handout.step_command(arguments, training, Path("."), TINY_RECIPE, 0, handout.PassedOn(device="cpu"))
     inputs, outputs = handout_step.step_files(command)
     checkpoint = handout_step.step_checkpoint(command)
     assert inputs == ["wiki.txt"] and checkpoint is not None
@@ -303,7 +303,7 @@ def sequence(monkeypatch, recipe=RECIPE, stop=None):
     """The commands run_sequence runs in the working folder now, and what it returns."""
     commands = []
     monkeypatch.setattr(handout_ledger, "run_step", fake_step(commands, stop))
-    return commands, handout.run_sequence(0, Path("."), recipe, "auto")
+    return commands, handout.run_sequence(0, Path("."), recipe)
 
 
 def handout_commands(indices):
@@ -415,7 +415,7 @@ def test_a_step_stopped_as_it_exits_is_done_if_it_trains(workspace, monkeypatch,
 
     monkeypatch.setattr(handout_ledger, "run_step", run_step)
     with pytest.raises(handout_step.StepStopped):
-        handout.run_sequence(0, Path("."), RECIPE, "auto")
+        handout.run_sequence(0, Path("."), RECIPE)
     assert ledger()[stopped]["finished"] is finished
     commands, _ = sequence(monkeypatch)
     first_run_again = index + 1 if finished else index

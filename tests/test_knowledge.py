@@ -95,23 +95,32 @@ def test_snapshot_epochs_outside_the_run_are_refused(files, tmp_path, extra, wor
     assert list(tmp_path.glob("p.params*")) == []
 
 
-def test_evaluate_refuses_snapshot_epochs(files, tmp_path):
+@pytest.mark.parametrize("flag", [["--snapshot_epochs", "1"], ["--processes", "2"]])
+def test_evaluate_refuses_the_training_only_flags(files, tmp_path, flag):
     done = subprocess.run([sys.executable, str(ROOT / "src" / "run.py"), "evaluate", "vanilla", str(files["corpus"]),
-                           "--reading_params_path", "x", "--eval_corpus_path", "x", "--outputs_path", "y",
-                           "--snapshot_epochs", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2 and "--snapshot_epochs is for pretrain and finetune" in done.stderr
+                           "--reading_params_path", "x", "--eval_corpus_path", "x", "--outputs_path", "y", *flag],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and f"{flag[0]} is for pretrain and finetune" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
-def test_handout_passes_precision_to_training_and_snapshots_to_pretraining_only():
+def test_handout_passes_device_to_all_precision_and_processes_to_training_and_snapshots_to_pretraining():
+    passed = handout.PassedOn(device="cpu", precision="fp32", processes=2, snapshot_epochs=(5, 50))
+    kinds = set()
     for _, arguments, training in handout.handout_steps(["vanilla"]):
-        command = handout.step_command(arguments, training, handout.Path("."), {}, 0, "auto", "fp32", [5, 50])
-        assert ("--precision" in command) == (training is not None)
-        if training == "pretrain":
-            assert command[-5:] == ["--precision", "fp32", "--snapshot_epochs", "5", "50"]
-        else:
-            assert "--snapshot_epochs" not in command
-    plain = handout.step_command(*handout.handout_steps(["vanilla"])[3][1:], handout.Path("."), {}, 0, "auto")
-    assert "--precision" not in plain and "--snapshot_epochs" not in plain
+        command = handout.step_command(arguments, training, handout.Path("."), {}, 0, passed)
+        if arguments[0] != "src/run.py":
+            assert command == arguments  # London's
+            continue
+        kinds.add(training)
+        trains = ["--device", "cpu", "--precision", "fp32", "--processes", "2"]
+        tail = {"pretrain": trains + ["--snapshot_epochs", "5", "50"], "finetune": trains,
+                "finetune from pretrained": trains, None: ["--device", "cpu"]}[training]
+        assert command[-len(tail):] == tail and command[:len(arguments)] == arguments
+        assert len(command) == len(arguments) + len(tail)
+    assert kinds == {"pretrain", "finetune", "finetune from pretrained", None}
+    for _, arguments, training in handout.handout_steps(["vanilla"]):  # left out, nothing is added
+        assert handout.step_command(arguments, training, handout.Path("."), {}, 0) == arguments
 
 
 # -----------------------------------------------------------------------------
