@@ -13,6 +13,7 @@ part 3 of the handout asks).
     python handout.py --variants vanilla synthesizer rope perceiver    # every year's variant, side by side
     python handout.py --length full --variants vanilla rope --schedule 2023-24    # as the 2023-24 runs did
     timeout 540 python handout.py --length full    # again and again, until it exits with status 0
+    python handout.py --length full --processes 2    # on 2 CPU cores: 2 data-parallel processes, about 1.2x
     python handout.py --length full --variants vanilla --precision fp32 --snapshot_epochs 5 10 25 50 100 200 400
                                        # the full recipe on a CPU, its pretraining kept after those
                                        # epochs for src/knowledge_curve.py
