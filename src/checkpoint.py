@@ -83,7 +83,8 @@ def restore(state, model, optimizer, data_generator, settings, path, device_kind
     shared = generators.get("shared_by_every_process", False)
     if not shared and len(generators["by_process"]) != processes:
         raise InputError(f"{path} was made by a run of {len(generators['by_process'])} processes, this one has "
-                         f"{processes}; resume with as many (--processes, or torchrun --nproc_per_node), or delete it to start afresh")
+                         f"{processes}; resume with as many (--processes, or torchrun --nproc_per_node), or delete "
+                         f"it to start afresh")
     own = generators["by_process"][0 if shared else rank]
     torch.set_rng_state(own["torch"])
     # resumed on another kind of device than it started on, a run's device draws afresh

@@ -80,7 +80,7 @@ def in_processes(processes, device, command):
 
 
 def start(device):
-    """Join the process group when started by torchrun; returns the device this process uses."""
+    """Join the process group when one of several (torchrun, --processes); returns the device this process uses."""
     rank, world_size = world()
     if world_size == 1 or dist.is_initialized():
         return device
@@ -126,11 +126,11 @@ def own_random_stream():
 
 def agreed_signal(signum):
     """
-    The signal every process stops on after this step (0: none): this process's alone, or under
-    torchrun the highest any process has had. Each process looks for signals after a step on
-    its own, so one that came between two processes' looks would stop only one, and the other
-    would wait for it forever in its next step's gradient exchange; deciding together, all stop
-    at the same step and keep its checkpoint.
+    The signal every process stops on after this step (0: none): this process's alone, or among
+    several processes the highest any of them has had. Each process looks for signals after a
+    step on its own, so one that came between two processes' looks would stop only one, and the
+    other would fail in its next step's gradient exchange, the stop's checkpoint unwritten;
+    deciding together, all stop after the same step and keep its checkpoint.
     """
     if world()[1] == 1:
         return signum
