@@ -120,7 +120,7 @@ def test_a_checkpoint_of_two_processes_is_refused_by_one(tmp_path):
     state = capture(model, optimizer, torch.Generator())
     state["random"]["by_process"] *= 2  # as torchrun --nproc_per_node=2 keeps it
     with pytest.raises(InputError, match=r"^c.checkpoint was made by a run of 2 processes, this one has 1; resume "
-                                         r"with as many \(--processes, or torchrun --nproc_per_node\), or delete it to start "
-                                         r"afresh$"):
+                                         r"with as many \(--processes, or torchrun --nproc_per_node\), or delete "
+                                         r"it to start afresh$"):
         checkpoint.restore(state, model, optimizer, torch.Generator(), {"batch_size": 3}, "c.checkpoint",
                            DEVICE_KIND)
