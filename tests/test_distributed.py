@@ -24,22 +24,26 @@ HELPERS = Path(__file__).resolve().parent / "helpers"
 STEP = HELPERS / "ddp_step.py"
 
 
-def run_step(tmp_path, variant, processes):
-    out = tmp_path / f"{variant}-{processes}.params"
-    if processes == 1:
-        command = [sys.executable, str(STEP), str(out), variant]
-    else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-                   str(STEP), str(out), variant]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+def run_steps(folder, processes):
+    """{variant: its params before and after one step} in one process, or in processes of one torchrun launch."""
+    folder.mkdir()
+    command = [str(STEP), str(folder), *VARIANTS]
+    if processes > 1:
+        command = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *command]
+    result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    return torch.load(out, weights_only=True)
+    return {variant: torch.load(folder / f"{variant}.pt", weights_only=True) for variant in VARIANTS}
+
+
+@pytest.fixture(scope="module")
+def steps(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("steps")
+    return run_steps(folder / "single", 1), run_steps(folder / "ddp", 2)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_one_ddp_step_on_two_processes_equals_one_single_process_step(tmp_path, variant):
-    single = run_step(tmp_path, variant, 1)
-    ddp = run_step(tmp_path, variant, 2)
+def test_one_ddp_step_on_two_processes_equals_one_single_process_step(steps, variant):
+    single, ddp = (by_variant[variant] for by_variant in steps)
     assert single["before"].keys() == single["after"].keys() == ddp["after"].keys()
     # Adam moves each weight by about the learning rate (1e-2) whatever its gradient's size, so
     # the key bias, whose gradient is zero but for rounding, moves by rounding noise: 1e-5 absolute
