@@ -224,7 +224,10 @@ def draw(records, figure_path, variant, london, nopretrain):
         low, high = VARIANTS[variant].public_range
         axis.axhspan(low, high, color="C0", alpha=0.08, label=f"public runs of {variant}, 650 epochs ({low}-{high}%)")
         axis.set(xlabel=label, xscale="log")
-        axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        # a log axis labels only its decades: label the snapshots' epochs, and hours at 1, 2 and 5 of each decade
+        axis.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(x) if axis is axes[0] else
+                                     matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
         axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.grid(alpha=0.3)
     axes[0].set(ylabel="%", title="what pretraining puts into the weights")
