@@ -29,6 +29,15 @@ def is_main_process():
     return world()[0] == 0
 
 
+def says_set_up(processes):
+    """
+    Whether this process prints a run's set-up lines (the data's size, the model's): one process
+    of a run does, the one of rank 0 that trains; a launcher of --processes N leaves them to it.
+    """
+    launcher = processes > 1 and "WORLD_SIZE" not in os.environ
+    return is_main_process() and not launcher
+
+
 def in_processes(processes, device, command):
     """
     --processes N: None where this process is to train (N is 1, or this is one of the N);

@@ -13,9 +13,11 @@ Every hyperparameter of the original runs is in HYPERPARAMETERS below; the optio
 override them for quick or exploratory runs.
 """
 
+import io
 import math
 import signal
 import sys
+from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
 
 import allocator
@@ -214,11 +216,12 @@ def run(args):
             check_writable(path, what)
     set_seed(args.seed)
     device = distributed.start(resolve_device(args.device))
-    pretrain_dataset = dataset_from(args.pretrain_corpus_path, "pretraining corpus",
-                                    lambda text: CharCorruptionDataset(text, BLOCK_SIZE))
-    model = build_model(pretrain_dataset.vocab_size, pretrain_dataset.block_size, args.variant, args,
-                        fused_attention=not args.original_computation).to(device)
-    print(f"number of parameters: {sum(p.numel() for p in model.parameters()):,}")
+    with nullcontext() if distributed.says_set_up(args.processes) else redirect_stdout(io.StringIO()):
+        pretrain_dataset = dataset_from(args.pretrain_corpus_path, "pretraining corpus",
+                                        lambda text: CharCorruptionDataset(text, BLOCK_SIZE))
+        model = build_model(pretrain_dataset.vocab_size, pretrain_dataset.block_size, args.variant, args,
+                            fused_attention=not args.original_computation).to(device)
+        print(f"number of parameters: {sum(p.numel() for p in model.parameters()):,}")
 
     if args.function == "pretrain":
         train(args, model, pretrain_dataset, pretrain_dataset, HYPERPARAMETERS["pretrain"], device)

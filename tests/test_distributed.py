@@ -146,7 +146,8 @@ def test_processes_flag_trains_in_two_processes_that_stop_together_and_resume_to
     command = [sys.executable, *arguments, "--processes", "2"]
     whole = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert whole.returncode == 0, whole.stderr[-3000:]
-    assert whole.stdout.count("number of parameters") == 3  # the launcher, then each of the two processes
+    # the set-up lines once, from the process of rank 0, as a run in one process prints them
+    assert [whole.stdout.count(line) for line in ("data has ", "number of parameters: ", "precision: ")] == [1, 1, 1]
     uninterrupted = torch.load(params, weights_only=True)
     params.unlink()
     # SIGTERM to one of the two alone, as a signal may land between their looks after a step: both stop
@@ -171,3 +172,14 @@ def test_processes_flag_refuses_what_it_cannot_start_and_starts_nothing_where_it
     assert distributed.in_processes(2, "cpu", ["unused"]) is None and distributed.in_processes(1, "cpu", []) is None
     with pytest.raises(InputError, match=r"^--processes 3 under a launcher of 2 processes; give one or the other$"):
         distributed.in_processes(3, "cpu", ["unused"])
+
+
+def test_one_process_of_a_run_prints_its_set_up_lines(monkeypatch):
+    for name in ("WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.says_set_up(1)  # one process: it trains, and says so
+    assert not distributed.says_set_up(2)  # the launcher of two: its rank 0 will
+    monkeypatch.setenv("WORLD_SIZE", "2")  # one of two, under run.py's launcher or torchrun
+    for rank, says in (("0", True), ("1", False)):
+        monkeypatch.setenv("RANK", rank)
+        assert distributed.says_set_up(2) is says and distributed.says_set_up(1) is says
