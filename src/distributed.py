@@ -29,13 +29,17 @@ def is_main_process():
     return world()[0] == 0
 
 
+def launches(processes):
+    """Whether this process, given --processes, starts the processes that train rather than being one of them."""
+    return processes > 1 and "WORLD_SIZE" not in os.environ
+
+
 def says_set_up(processes):
     """
     Whether this process prints a run's set-up lines (the data's size, the model's): one process
     of a run does, the one of rank 0 that trains; a launcher of --processes N leaves them to it.
     """
-    launcher = processes > 1 and "WORLD_SIZE" not in os.environ
-    return is_main_process() and not launcher
+    return is_main_process() and not launches(processes)
 
 
 def in_processes(processes, device, command):
@@ -49,12 +53,10 @@ def in_processes(processes, device, command):
     a training at once), and they stop together after the same step (agreed_signal).
     """
     world_size = world()[1]
-    if "WORLD_SIZE" in os.environ:
-        if processes not in (1, world_size):
-            raise InputError(f"--processes {processes} under a launcher of {world_size} processes; give one or the "
-                             f"other")
-        return None
-    if processes == 1:
+    if "WORLD_SIZE" in os.environ and processes not in (1, world_size):
+        raise InputError(f"--processes {processes} under a launcher of {world_size} processes; give one or the "
+                         f"other")
+    if not launches(processes):
         return None
     kind = kind_of(device)
     if kind.process_group_backend is None:

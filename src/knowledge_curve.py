@@ -212,8 +212,12 @@ def draw(records, figure_path, variant, london, nopretrain):
     baselines = [("nopretrain", "C0", "no pretraining"),  # each in the colour of the series it is the floor of
                  ("nopretrain_first_character_given", "C3", "no pretraining, first character given")]
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
-    for axis, x, label in ((axes[0], [r["epoch"] for r in records], "pretraining epochs"),
-                           (axes[1], [r["pretrain_hours"] for r in records], "pretraining hours (wall clock)")):
+    epochs = [r["epoch"] for r in records]
+    # a log axis labels only its decades: label the snapshots' epochs, and hours at 1, 2 and 5 of each decade
+    for axis, x, label, ticks in (
+            (axes[0], epochs, "pretraining epochs", matplotlib.ticker.FixedLocator(epochs)),
+            (axes[1], [r["pretrain_hours"] for r in records], "pretraining hours (wall clock)",
+             matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))):
         for name, values, color, style in series:
             points = [(a, b) for a, b in zip(x, values) if a is not None and b is not None]
             axis.plot([a for a, _ in points], [b for _, b in points], style, color=color, label=name)
@@ -224,9 +228,7 @@ def draw(records, figure_path, variant, london, nopretrain):
         low, high = VARIANTS[variant].public_range
         axis.axhspan(low, high, color="C0", alpha=0.08, label=f"public runs of {variant}, 650 epochs ({low}-{high}%)")
         axis.set(xlabel=label, xscale="log")
-        # a log axis labels only its decades: label the snapshots' epochs, and hours at 1, 2 and 5 of each decade
-        axis.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(x) if axis is axes[0] else
-                                     matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.xaxis.set_major_locator(ticks)
         axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
         axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.grid(alpha=0.3)
