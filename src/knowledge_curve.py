@@ -19,6 +19,7 @@ the dev answers it lacks, from the files it wrote). The finetuned params and pre
 folder beside the pretraining's params (PRETRAIN.curve/); the test file is never read.
 """
 
+import math
 import json
 import re
 import subprocess
@@ -215,7 +216,7 @@ def draw(records, figure_path, variant, london, nopretrain):
     epochs = [r["epoch"] for r in records]
     # a log axis labels only its decades: label the snapshots' epochs, and hours at 1, 2 and 5 of each decade
     for axis, x, label, ticks in (
-            (axes[0], epochs, "pretraining epochs", matplotlib.ticker.FixedLocator(epochs)),
+            (axes[0], epochs, "pretraining epochs", matplotlib.ticker.FixedLocator(spaced_ticks(epochs))),
             (axes[1], [r["pretrain_hours"] for r in records], "pretraining hours (wall clock)",
              matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))):
         for name, values, color, style in series:
@@ -238,6 +239,23 @@ def draw(records, figure_path, variant, london, nopretrain):
     with atomic_output(figure_path, "wb") as f:
         figure.savefig(f, format="png", dpi=110)
     print(figure_path)
+
+
+def spaced_ticks(values, least_gap=0.05):
+    """
+    The values to label on a log axis that spans them: the largest, and each smaller one at least
+    least_gap of the span (in log space) below the last one kept, so that labels do not overlap
+    (600 and 650 on an axis from 50 would).
+    """
+    values = sorted(set(values), reverse=True)
+    if len(values) < 2:
+        return values
+    span = math.log(values[0] / values[-1])
+    kept = [values[0]]
+    for value in values[1:]:
+        if math.log(kept[-1] / value) >= least_gap * span:
+            kept.append(value)
+    return sorted(kept)
 
 
 def answered(record, name, share=False):

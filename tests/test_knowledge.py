@@ -372,3 +372,13 @@ def test_the_curves_figure_shades_the_public_runs_of_its_own_variant(tmp_path, m
     label = f"public runs of {variant}, 650 epochs ({band[0]}-{band[1]}%)"
     assert shaded == [(*band, label)] * 2  # both panels: epochs and hours
     assert (tmp_path / "curve.png").stat().st_size > 0
+
+
+def test_the_epoch_axis_labels_snapshots_that_lie_apart_and_always_the_last():
+    # on a log axis from 50 to 650, 600 lies 3% of the span below 650 (their labels would overlap); 500, 10%
+    assert knowledge_curve.spaced_ticks([50, 100, 150, 200, 300, 400, 500, 600, 650]) == \
+        [50, 100, 150, 200, 300, 400, 500, 650]
+    assert knowledge_curve.spaced_ticks([5, 10, 25, 50, 100, 200, 400]) == [5, 10, 25, 50, 100, 200, 400]
+    assert knowledge_curve.spaced_ticks([100, 99, 1]) == [1, 100]  # 99 is 0.2% of the span below 100
+    assert knowledge_curve.spaced_ticks([7]) == [7] and knowledge_curve.spaced_ticks([]) == []
+    assert knowledge_curve.spaced_ticks([200, 200, 50]) == [50, 200]
