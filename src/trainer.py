@@ -39,8 +39,9 @@ from training_log import LossNotFinite, TrainingLog
 # time (BENCHMARKS.md, issue 17): the step is big, batch rows x n_embd at least half the
 # handout's pretraining (128 x 256), since at the CPU recipe's 8 x 128 a bf16 step ran 1.7
 # times slower and small steps timed alone straddle any threshold; and bf16 matrix products
-# of the MLP's shape run at least BF16_PRODUCT_WORTH times as fast as fp32's (4.4 to 4.6 on a
-# Zen 5, 2.3 to 3.0 on a Zen 4, 0.5 to 0.6 on the Intel machine measured: far from it)
+# of the MLP's widths run at least BF16_PRODUCT_WORTH times as fast as fp32's (2.1 on one
+# thread of a Zen 4, busy or quiet; on two threads, 4.4 to 4.6 on a Zen 5, 2.3 to 3.0 on a
+# Zen 4, 0.5 to 0.6 on the Intel machine measured: far from it)
 BF16_MIN_WORK = 128 * 256 // 2
 BF16_PRODUCT_WORTH = 1.5
 PRECISIONS = ("auto", "fp32", "bf16")  # what --precision takes, in every command that trains
@@ -100,21 +101,29 @@ def choose_precision(precision, device_kind, work=0):
 
 
 @functools.cache
-def cpu_bf16_product_speedup():
+def cpu_bf16_product_speedup(repeats=30):
     """
-    How many times as fast a (2048 x 256) @ (256 x 1024) product, the MLP's shape, runs in bf16
-    as in fp32 on this CPU: the best of five of each, measured once per process (some 0.1 s).
+    How many times as fast a (512 x 256) @ (256 x 1024) product, of the MLP's widths, runs in
+    bf16 as in fp32 on this CPU, measured once per process (some 0.15 s): on one thread, fp32
+    and bf16 in turn, the best of repeats each. Other processes on the cores only add time to
+    a product, so the best of many short ones, taken in turn, is what the CPU does when they
+    let it: measured on two threads, all of fp32's before bf16's, a Zen 4 busy with two other
+    trainings read 1.4x to 5.1x, which this way read 2.1x to 2.2x, as when quiet.
     """
-    def seconds(dtype):
-        a, b = torch.ones(2048, 256, dtype=dtype), torch.ones(256, 1024, dtype=dtype)
-        times = []
-        for _ in range(6):
-            started = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - started)
-        return min(times[1:])  # the first builds the kernel
-
-    return seconds(torch.float32) / seconds(torch.bfloat16)
+    operands = {dtype: (torch.ones(512, 256, dtype=dtype), torch.ones(256, 1024, dtype=dtype))
+                for dtype in (torch.float32, torch.bfloat16)}
+    best = dict.fromkeys(operands, math.inf)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: no product waits for another core that is busy
+    try:
+        for _ in range(repeats):
+            for dtype, (a, b) in operands.items():
+                started = time.perf_counter()
+                a @ b
+                best[dtype] = min(best[dtype], time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads)
+    return best[torch.float32] / best[torch.bfloat16]
 
 
 def learning_rate_at(tokens, config):

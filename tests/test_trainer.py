@@ -324,6 +324,31 @@ def test_the_trainer_decides_by_batch_rows_times_n_embd_and_measures_products_on
     assert first > 0 and trainer_module.cpu_bf16_product_speedup() == first
 
 
+def test_the_product_measure_takes_the_best_of_each_precision_in_turn_on_one_thread(monkeypatch):
+    """Other processes only slow some products down: the measure is the ratio of the fastest of each."""
+    seconds = {torch.float32: iter([9.0, 4.0, 30.0, 4.5]), torch.bfloat16: iter([1.0, 20.0, 2.5, 2.0])}
+    clock, order, threads = [0.0], [], []
+
+    class Timed(torch.Tensor):  # a product whose duration is the next of its dtype's list
+        def __matmul__(self, other):
+            order.append(self.dtype)
+            threads.append(torch.get_num_threads())
+            clock[0] += next(seconds[self.dtype])
+
+    monkeypatch.setattr(trainer_module.torch, "ones", lambda *shape, dtype: torch.empty(shape, dtype=dtype).as_subclass(Timed))
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: clock[0])
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(2)  # a process of two threads measures on one, then has its two back
+    trainer_module.cpu_bf16_product_speedup.cache_clear()
+    try:
+        assert trainer_module.cpu_bf16_product_speedup(repeats=4) == 4.0 / 1.0
+        assert torch.get_num_threads() == 2
+    finally:
+        trainer_module.cpu_bf16_product_speedup.cache_clear()
+        torch.set_num_threads(threads_before)
+    assert order == [torch.float32, torch.bfloat16] * 4 and threads == [1] * 8
+
+
 def test_a_run_resumed_goes_on_in_the_precision_it_started_in(monkeypatch, tmp_path):
     """auto chose bf16 for the run; resumed where auto would choose fp32, it still ends as the uninterrupted run."""
     from test_dataset import LONG_DOCS, SHORT_DOCS
