@@ -19,8 +19,8 @@ the dev answers it lacks, from the files it wrote). The finetuned params and pre
 folder beside the pretraining's params (PRETRAIN.curve/); the test file is never read.
 """
 
-import math
 import json
+import math
 import re
 import subprocess
 import sys
